@@ -1,0 +1,13 @@
+"""gpu_targets: synthetic targets from bank-transaction data.
+
+For every transaction, an aggregate of the user's amounts over a calendar period or a
+time window, filtered by merchant category code (MCC): see ``SPEC.md`` and
+:func:`generate`.
+"""
+
+from .api import compute_targets, generate
+from .spec import Config, ConfigError, Target, Window, load_config
+from .transactions import DataError
+
+__all__ = ["Config", "ConfigError", "DataError", "Target", "Window", "compute_targets", "generate", "load_config"]
+__version__ = "0.1.0"

@@ -1,0 +1,135 @@
+"""A config compiled into flat integer/float arrays that kernels (CPU and CUDA) read.
+
+Targets become rows of small arrays (window kind, period code or duration, aggregation,
+filter bit, ...). The ``mcc``/``sign`` filters of all targets are deduplicated into at
+most 64 distinct filters; a transaction's filters are one ``uint64`` bit set computed
+once per row from an MCC lookup table and the amount's sign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..calendar import PERIOD_CODES
+from ..spec import Config
+
+# window kinds
+EXPANDING, FULL, NEXT, TRAILING, FORWARD = range(5)
+WINDOW_CODES = {"expanding": EXPANDING, "full": FULL, "next": NEXT, "trailing": TRAILING, "forward": FORWARD}
+# aggregations
+COUNT, SUM, MEAN, MIN, MAX, STD, ANY, TOPK = range(8)
+AGG_CODES = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "std": STD, "any": ANY, "topk": TOPK}
+
+MAX_FILTERS = 64
+N_MCC = 10000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Kernel-ready description of a config's targets.
+
+    Attributes (one entry per target unless noted)
+    ----------------------------------------------
+    window : int8 [T]          EXPANDING .. FORWARD
+    param : int64 [T]          period code (0 hour .. 5 year) or duration in ns
+    period_slot : int64 [T]    index into the per-user period arrays (-1 for durations)
+    agg : int8 [T]             COUNT .. TOPK
+    k : int64 [T]              topk size (1 otherwise)
+    fbit : int64 [T]           filter bit of the target
+    absval : bool [T]          aggregate |amount|
+    fill : float64 [T]         value of an empty window
+    col : int64 [T]            first output row of the target
+    period_codes : int64 [P]   the distinct period codes used (slot order)
+    mcc_bits : uint64 [10000]  bit f set when MCC passes filter f's mcc list (or f has none)
+    sign_bits : uint64 [3]     filters allowed for amount < 0, == 0, > 0
+    n_columns : int
+    """
+
+    window: np.ndarray
+    param: np.ndarray
+    period_slot: np.ndarray
+    agg: np.ndarray
+    k: np.ndarray
+    fbit: np.ndarray
+    absval: np.ndarray
+    fill: np.ndarray
+    col: np.ndarray
+    period_codes: np.ndarray
+    mcc_bits: np.ndarray
+    sign_bits: np.ndarray
+    nomcc_bits: np.uint64
+    n_columns: int
+
+
+def compile_plan(config: Config) -> Plan:
+    """Compile a config's targets into a :class:`Plan`.
+
+    Raises
+    ------
+    ValueError
+        More than 64 distinct (mcc, sign) filters (split the config).
+    """
+    targets = config.targets
+    filters: dict[tuple, int] = {}
+    period_codes: list[int] = []
+    window, param, slot, agg, k, fbit, absval, fill, col = ([] for _ in range(9))
+    c = 0
+    for t in targets:
+        key = (t.mcc_codes, t.sign)
+        if key not in filters:
+            if len(filters) == MAX_FILTERS:
+                raise ValueError(f"more than {MAX_FILTERS} distinct mcc/sign filters; split the config")
+            filters[key] = len(filters)
+        w = t.window
+        window.append(WINDOW_CODES[w.mode])
+        if w.period is not None:
+            code = PERIOD_CODES[w.period]
+            if code not in period_codes:
+                period_codes.append(code)
+            param.append(code)
+            slot.append(period_codes.index(code))
+        else:
+            param.append(w.duration_ns)
+            slot.append(-1)
+        agg.append(AGG_CODES[t.agg])
+        k.append(t.k or 1)
+        fbit.append(filters[key])
+        absval.append(t.abs)
+        fill.append(t.fill)
+        col.append(c)
+        c += len(t.output_columns)
+
+    mcc_bits = np.zeros(N_MCC, dtype=np.uint64)
+    nomcc = 0
+    sign_bits = np.zeros(3, dtype=np.uint64)  # [negative, zero, positive]
+    for (codes, sign), f in filters.items():
+        bit = 1 << f
+        if codes is None:
+            nomcc |= bit
+        else:
+            mcc_bits[list(codes)] |= np.uint64(bit)
+        if sign in ("any", "negative"):
+            sign_bits[0] |= np.uint64(bit)
+        if sign == "any":
+            sign_bits[1] |= np.uint64(bit)
+        if sign in ("any", "positive"):
+            sign_bits[2] |= np.uint64(bit)
+    mcc_bits |= np.uint64(nomcc)
+    return Plan(
+        window=np.asarray(window, dtype=np.int8),
+        param=np.asarray(param, dtype=np.int64),
+        period_slot=np.asarray(slot, dtype=np.int64),
+        agg=np.asarray(agg, dtype=np.int8),
+        k=np.asarray(k, dtype=np.int64),
+        fbit=np.asarray(fbit, dtype=np.int64),
+        absval=np.asarray(absval, dtype=np.bool_),
+        fill=np.asarray(fill, dtype=np.float64),
+        col=np.asarray(col, dtype=np.int64),
+        period_codes=np.asarray(period_codes, dtype=np.int64),
+        mcc_bits=mcc_bits,
+        sign_bits=sign_bits,
+        nomcc_bits=np.uint64(nomcc),
+        n_columns=c,
+    )

@@ -1,0 +1,107 @@
+"""Input adapters: real transaction schemas mapped onto the four roles of SPEC.md 1.
+
+==============  ===================================================================
+format          mapping
+==============  ===================================================================
+``generic``     the columns named in ``config.columns`` (default)
+``sdsj2016``    Sberbank SDSJ 2016: ``customer_id`` -> user; ``tr_datetime``
+                ``"<day> HH:MM:SS"`` -> time (seconds may be 60, so parsed by
+                arithmetic: ``day*86400 + h*3600 + m*60 + s`` seconds, day 0 taken as
+                1970-01-01, since the real start date was hidden); ``amount``;
+                ``mcc_code`` -> mcc
+``tabformer``   IBM TabFormer: ``User`` -> user; ``Year``/``Month``/``Day``/``Time``
+                (``"HH:MM"``) -> time (naive = UTC); ``Amount`` ``"$12.34"`` -> amount;
+                ``MCC`` -> mcc
+==============  ===================================================================
+
+The output of :func:`gpu_targets.generate` keeps the original columns: the adapters
+build the role columns on the side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .spec import Columns, Config
+from .transactions import DataError
+
+__all__ = ["to_roles", "FORMATS"]
+
+FORMATS = ("generic", "sdsj2016", "tabformer")
+
+
+def _require(frame: pd.DataFrame, names: list[str], fmt: str) -> None:
+    for c in names:
+        if c not in frame.columns:
+            raise DataError(f"input has no column {c!r}, which format {fmt} needs")
+
+
+def _sdsj2016(frame: pd.DataFrame) -> pd.DataFrame:
+    _require(frame, ["customer_id", "tr_datetime", "mcc_code", "amount"], "sdsj2016")
+    raw = frame["tr_datetime"].astype("string")
+    parts = raw.str.extract(r"^\s*(\d+) (\d{1,2}):(\d{2}):(\d{2})\s*$")
+    bad = parts[0].isna() & raw.notna()
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
+        raise DataError(f"column 'tr_datetime' is not '<day> HH:MM:SS' in {int(bad.sum())} rows (first rows: {rows})")
+    d = parts.astype("Int64")
+    seconds = d[0] * 86400 + d[1] * 3600 + d[2] * 60 + d[3]
+    return pd.DataFrame(
+        {"user_id": frame["customer_id"], "timestamp": seconds, "amount": frame["amount"], "mcc": frame["mcc_code"]}
+    )
+
+
+def _tabformer(frame: pd.DataFrame) -> pd.DataFrame:
+    _require(frame, ["User", "Year", "Month", "Day", "Time", "Amount", "MCC"], "tabformer")
+    try:
+        date = pd.to_datetime(dict(year=frame["Year"], month=frame["Month"], day=frame["Day"]))
+        clock = pd.to_timedelta(frame["Time"].astype("string") + ":00")
+    except (ValueError, TypeError) as err:
+        raise DataError(f"columns Year/Month/Day/Time do not form a date and time: {err}") from None
+    amount_text = frame["Amount"].astype("string").str.replace("$", "", regex=False).str.strip()
+    amount = pd.to_numeric(amount_text, errors="coerce")
+    bad = amount.isna() & frame["Amount"].notna()
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
+        raise DataError(f"column 'Amount' is not like '$12.34' in {int(bad.sum())} rows (first rows: {rows})")
+    return pd.DataFrame({"user_id": frame["User"], "timestamp": date + clock, "amount": amount, "mcc": frame["MCC"]})
+
+
+def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]:
+    """The frame holding the role columns, and the config that names them.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The transactions as read.
+    config : Config
+        ``config.format`` chooses the adapter.
+
+    Returns
+    -------
+    (pandas.DataFrame, Config)
+        For ``generic`` the input itself and ``config``; otherwise a new frame with
+        ``user_id, timestamp, amount, mcc`` and ``config`` with those column names (and
+        ``time_unit: s`` for ``sdsj2016``).
+
+    Raises
+    ------
+    DataError
+        A column the format needs is missing or malformed; a target name clashes with
+        an input column.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame of transactions, got {type(frame).__name__}")
+    if config.format == "generic":
+        return frame, config
+    clash = [c for c in config.output_columns if c in frame.columns]
+    if clash:
+        raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
+    if len(frame) == 0:
+        raise DataError("the input has no rows")
+    if config.format == "sdsj2016":
+        roles = _sdsj2016(frame)
+        return roles, config.model_copy(update={"columns": Columns(), "time_unit": "s"})
+    roles = _tabformer(frame)
+    return roles, config.model_copy(update={"columns": Columns()})

@@ -1,0 +1,416 @@
+"""What a synthetic target is: the config model of ``SPEC.md`` and its validation.
+
+This module imports nothing heavy (no NumPy, no engine): a config is validated, and every
+error reported as a :class:`ConfigError`, before any data is read.
+
+A config is loaded from a YAML file, a YAML string, a ``dict`` or built from the Python
+objects below::
+
+    >>> from gpu_targets.spec import load_config
+    >>> cfg = load_config({"time_unit": "D", "targets": [
+    ...     {"name": "grocery_daily_cumsum", "agg": "sum", "mcc": [5411],
+    ...      "window": {"period": "day", "mode": "expanding"}}]})
+    >>> cfg.targets[0].window.kind
+    'period'
+    >>> cfg.output_columns
+    ['grocery_daily_cumsum']
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AGGREGATIONS",
+    "Columns",
+    "Config",
+    "ConfigError",
+    "DURATION_UNITS_NS",
+    "PERIODS",
+    "Target",
+    "Window",
+    "load_config",
+    "parse_duration",
+]
+
+PERIODS = ("hour", "day", "week", "month", "quarter", "year")
+PERIOD_MODES = ("expanding", "full", "next")
+DURATION_MODES = ("trailing", "forward")
+AGGREGATIONS = ("count", "sum", "mean", "min", "max", "std", "any", "topk")
+TIME_UNITS = ("s", "ms", "us", "ns", "D")
+FORMATS = ("generic", "sdsj2016", "tabformer")
+
+#: Nanoseconds per duration unit (SPEC.md 2.1: ``s``, ``min``, ``h``, ``d``, ``w``).
+DURATION_UNITS_NS = {
+    "s": 1_000_000_000,
+    "min": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+    "d": 86400 * 1_000_000_000,
+    "w": 7 * 86400 * 1_000_000_000,
+}
+_DURATION_RE = re.compile(r"^\s*(-?\d+)\s*(s|min|h|d|w)\s*$")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION_ALLOWED = "a positive integer followed by s, min, h, d or w (90s, 30min, 12h, 7d, 2w)"
+
+
+class ConfigError(ValueError):
+    """A config that breaks SPEC.md section 4.
+
+    Attributes
+    ----------
+    path : str
+        Key path of the offending value, e.g. ``targets[3].window.duration``.
+    value : Any
+        The offending value (``None`` when a key is missing).
+    allowed : str
+        What would have been accepted.
+    """
+
+    def __init__(self, path: str, message: str, value: Any = None, allowed: str = ""):
+        self.path = path
+        self.value = value
+        self.allowed = allowed
+        text = f"{path}: {message}" if path else message
+        if allowed:
+            text += f"; allowed: {allowed}"
+        super().__init__(text)
+
+
+def parse_duration(text: str) -> int:
+    """Parse a SPEC.md duration string into integer nanoseconds.
+
+    Parameters
+    ----------
+    text : str
+        An integer followed by ``s``, ``min``, ``h``, ``d`` or ``w`` (``"7d"``, ``"30min"``).
+
+    Returns
+    -------
+    int
+        The duration in nanoseconds (> 0).
+
+    Raises
+    ------
+    ValueError
+        When the text does not match or the duration is zero or negative.
+
+    Examples
+    --------
+    >>> parse_duration("90s")
+    90000000000
+    """
+    m = _DURATION_RE.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"{text!r} is not a duration")
+    value = int(m.group(1))
+    if value <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return value * DURATION_UNITS_NS[m.group(2)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Columns(_Model):
+    """Names of the four role columns of SPEC.md section 1."""
+
+    user: str = "user_id"
+    time: str = "timestamp"
+    amount: str = "amount"
+    mcc: str = "mcc"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Columns":
+        names = [self.user, self.time, self.amount, self.mcc]
+        if len(set(names)) != 4:
+            raise ValueError(f"the four role columns must be distinct, got {names}")
+        return self
+
+
+class Window(_Model):
+    """A window: a calendar ``period`` or an absolute ``duration`` (SPEC.md 2.1).
+
+    ``{period: P, mode: expanding|full|next}`` or ``{duration: D, mode: trailing|forward}``;
+    exactly one of ``period`` and ``duration``.
+    """
+
+    period: Optional[Literal["hour", "day", "week", "month", "quarter", "year"]] = None
+    duration: Optional[str] = None
+    mode: Literal["expanding", "full", "next", "trailing", "forward"]
+
+    @field_validator("duration")
+    @classmethod
+    def _check_duration(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> "Window":
+        if (self.period is None) == (self.duration is None):
+            raise ValueError("give exactly one of 'period' and 'duration'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``"period"`` or ``"duration"``."""
+        return "period" if self.period is not None else "duration"
+
+    @property
+    def duration_ns(self) -> int:
+        """The duration in nanoseconds (duration windows only)."""
+        if self.duration is None:
+            raise AttributeError("a period window has no duration")
+        return parse_duration(self.duration)
+
+    @property
+    def looks_ahead(self) -> bool:
+        """True for windows about the future (``next``, ``forward``): labels, not features."""
+        return self.mode in ("next", "forward")
+
+
+class Target(_Model):
+    """One synthetic target (SPEC.md section 2).
+
+    The output is one float32 column named ``name`` (``topk``: ``k`` columns
+    ``name_1`` .. ``name_k``).
+    """
+
+    name: str
+    agg: Literal["count", "sum", "mean", "min", "max", "std", "any", "topk"]
+    k: Optional[int] = None
+    mcc: Optional[Union[int, list[int]]] = None
+    sign: Literal["any", "negative", "positive"] = "any"
+    abs: bool = False
+    window: Window
+    fill: float = 0.0
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid column name ([A-Za-z_][A-Za-z0-9_]*)")
+        return v
+
+    @field_validator("mcc")
+    @classmethod
+    def _check_mcc(cls, v):
+        if v is None:
+            return v
+        codes = [v] if isinstance(v, int) else list(v)
+        if not codes:
+            raise ValueError("the mcc list is empty (omit 'mcc' to include every MCC)")
+        for c in codes:
+            if isinstance(c, bool) or not 0 <= c <= 9999:
+                raise ValueError(f"{c!r} is not an MCC (an integer 0..9999)")
+        return sorted(set(codes))
+
+    @field_validator("fill", mode="before")
+    @classmethod
+    def _check_fill(cls, v):
+        if isinstance(v, str) and v.strip().lower() in ("nan", ".nan"):
+            return math.nan
+        if isinstance(v, bool):
+            raise ValueError("fill must be a number")
+        return v
+
+    @model_validator(mode="after")
+    def _check_k(self) -> "Target":
+        if self.agg == "topk":
+            if self.k is None or isinstance(self.k, bool) or self.k < 1:
+                raise ValueError("topk needs an integer k >= 1")
+        elif self.k is not None:
+            raise ValueError(f"k is only for agg topk, not {self.agg}")
+        w = self.window
+        allowed = PERIOD_MODES if w.period is not None else DURATION_MODES
+        if w.mode not in allowed:
+            raise ValueError(
+                f"mode {w.mode!r} does not belong to a {w.kind} window; allowed: {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def output_columns(self) -> list[str]:
+        """Output column names, in order."""
+        if self.agg == "topk":
+            return [f"{self.name}_{i}" for i in range(1, self.k + 1)]
+        return [self.name]
+
+    @property
+    def mcc_codes(self) -> Optional[tuple[int, ...]]:
+        """The MCC filter as a sorted tuple, or ``None`` for all MCCs."""
+        return None if self.mcc is None else tuple(self.mcc)
+
+
+class Config(_Model):
+    """A config file (SPEC.md section 4)."""
+
+    columns: Columns = Field(default_factory=Columns)
+    time_unit: Optional[Literal["s", "ms", "us", "ns", "D"]] = None
+    timezone: str = "UTC"
+    on_invalid: Literal["error", "drop"] = "error"
+    format: Literal["generic", "sdsj2016", "tabformer"] = "generic"
+    targets: list[Target] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not an IANA time zone name (e.g. UTC, Europe/Moscow)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        seen: dict[str, int] = {}
+        for i, t in enumerate(self.targets):
+            for col in t.output_columns:
+                if col in seen:
+                    raise _DuplicateName(i, t.name, col, seen[col])
+                seen[col] = i
+        return self
+
+    @property
+    def output_columns(self) -> list[str]:
+        """All target column names in config order (``topk`` expanded)."""
+        return [c for t in self.targets for c in t.output_columns]
+
+    def with_targets(self, names: list[str]) -> "Config":
+        """A copy keeping only the named targets, in the given order."""
+        by_name = {t.name: t for t in self.targets}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ConfigError("targets", f"no target named {missing[0]!r}", missing[0], ", ".join(by_name))
+        return self.model_copy(update={"targets": [by_name[n] for n in names]})
+
+
+class _DuplicateName(ValueError):
+    def __init__(self, index: int, name: str, column: str, first: int):
+        self.index, self.name, self.column, self.first = index, name, column, first
+        super().__init__(f"duplicate output column {column!r} (already made by targets[{first}])")
+
+
+_ALLOWED_BY_KEY = {
+    "agg": ", ".join(AGGREGATIONS),
+    "period": ", ".join(PERIODS),
+    "mode": "expanding, full, next (period windows); trailing, forward (duration windows)",
+    "sign": "any, negative, positive",
+    "time_unit": ", ".join(TIME_UNITS),
+    "on_invalid": "error, drop",
+    "format": ", ".join(FORMATS),
+    "duration": _DURATION_ALLOWED,
+}
+
+
+def _loc_to_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "list[", "int", "str")) and out:
+            continue  # union member tags added by pydantic, not user keys
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _target_label(raw: Any, loc: tuple) -> str:
+    if len(loc) >= 2 and loc[0] == "targets" and isinstance(loc[1], int):
+        try:
+            name = raw["targets"][loc[1]].get("name")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = None
+        if isinstance(name, str):
+            return f" (target {name!r})"
+    return ""
+
+
+def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
+    e = err.errors(include_url=False)[0]
+    loc = tuple(e["loc"])
+    path = _loc_to_path(loc)
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    etype = e["type"]
+    value = e.get("input")
+    if etype == "missing":
+        msg = "required key is missing"
+        value = None
+    elif etype == "extra_forbidden":
+        msg = f"unknown key (value {value!r})"
+    elif not isinstance(value, dict):
+        msg = f"{msg} (got {value!r})"
+    key = str(loc[-1]) if loc else ""
+    allowed = _ALLOWED_BY_KEY.get(key, "") if etype != "extra_forbidden" else ""
+    if isinstance(e.get("ctx", {}).get("error"), _DuplicateName):
+        d = e["ctx"]["error"]
+        path = f"targets[{d.index}].name"
+        msg = str(d)
+        value = d.name
+        loc = ("targets", d.index)
+    return ConfigError(path + _target_label(raw, loc), msg, value, allowed)
+
+
+def load_config(source: Union["Config", dict, str, os.PathLike]) -> Config:
+    """Load and validate a config.
+
+    Parameters
+    ----------
+    source : Config, dict, str or path-like
+        A :class:`Config` (returned as is), a mapping with the keys of SPEC.md section 4,
+        a path to a YAML file, or a YAML document as a string.
+
+    Returns
+    -------
+    Config
+        The validated, immutable config.
+
+    Raises
+    ------
+    ConfigError
+        With the key path (``targets[3].window.duration``), the bad value and what is
+        allowed, or naming the file that cannot be read or parsed.
+    """
+    if isinstance(source, Config):
+        return source
+    raw: Any = source
+    if isinstance(source, (str, os.PathLike)):
+        raw = _read_yaml(source)
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"a config must be a mapping with a 'targets' list, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise _from_validation_error(err, raw) from None
+
+
+def _read_yaml(source: Union[str, os.PathLike]) -> Any:
+    import yaml
+
+    text: str
+    where: str
+    is_path = isinstance(source, os.PathLike) or ("\n" not in str(source) and str(source).endswith((".yaml", ".yml")))
+    if is_path:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError("", f"config file {str(path)!r} not found")
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    else:
+        text, where = str(source), "<string>"
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError("", f"{where}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None

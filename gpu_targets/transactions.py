@@ -1,0 +1,238 @@
+"""The transactions table as the engines see it: four typed role arrays (SPEC.md 1).
+
+:func:`extract` checks a DataFrame against a :class:`~gpu_targets.spec.Config` and turns
+its role columns into plain NumPy arrays:
+
+=========  ======================  ===========================================================
+role       array                   meaning
+=========  ======================  ===========================================================
+user       ``int64 [n]``           the user id (integers as given, strings as codes)
+time       ``int64 [n]``           nanoseconds since 1970-01-01 UTC (naive datetimes = UTC)
+amount     ``float64 [n]``         NaN = null: contributes to no window
+mcc        ``int32 [n]``           -1 = null (or outside 0..9999): matches no ``mcc`` filter
+=========  ======================  ===========================================================
+
+Bad input raises :class:`DataError` with one line naming the column (and the first
+offending rows). Input adapters for real schemas (``sdsj2016``, ``tabformer``) live in
+:mod:`gpu_targets.formats` and run before this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from .spec import Config
+
+__all__ = ["DataError", "Transactions", "extract"]
+
+_UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "D": 86_400_000_000_000}
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+class DataError(ValueError):
+    """Input data that cannot be used: a missing column, wrong dtype, nulls, no rows."""
+
+
+@dataclass(frozen=True)
+class Transactions:
+    """Role arrays of a transactions table, in input row order.
+
+    Attributes
+    ----------
+    user : ndarray of int64, shape (n,)
+    time_ns : ndarray of int64, shape (n,)
+        UTC nanoseconds since the epoch.
+    amount : ndarray of float64, shape (n,)
+    mcc : ndarray of int32, shape (n,)
+    kept_rows : ndarray of int64 or None
+        Positions of the input rows kept after ``on_invalid: drop`` (None: all kept).
+    user_is_code : bool
+        True when ``user`` holds codes of non-integer ids (first-appearance order).
+    """
+
+    user: np.ndarray
+    time_ns: np.ndarray
+    amount: np.ndarray
+    mcc: np.ndarray
+    kept_rows: Optional[np.ndarray] = None
+    user_is_code: bool = False
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
+
+    @classmethod
+    def from_arrays(cls, user, time_ns, amount, mcc) -> "Transactions":
+        """Build from arrays already in engine dtypes (no checks beyond casting)."""
+        return cls(
+            np.ascontiguousarray(user, dtype=np.int64),
+            np.ascontiguousarray(time_ns, dtype=np.int64),
+            np.ascontiguousarray(amount, dtype=np.float64),
+            np.ascontiguousarray(mcc, dtype=np.int32),
+        )
+
+
+def _first_rows(mask: np.ndarray, limit: int = 5) -> str:
+    rows = np.flatnonzero(mask)[:limit]
+    return ", ".join(str(int(r)) for r in rows)
+
+
+def _null_mask(s: pd.Series) -> np.ndarray:
+    return np.asarray(s.isna().to_numpy(), dtype=bool)
+
+
+def _user_array(s: pd.Series, name: str) -> tuple[np.ndarray, bool]:
+    dt = s.dtype
+    if pd.api.types.is_bool_dtype(dt):
+        raise DataError(f"column {name!r} (user) has dtype {dt}; expected integers or strings")
+    if pd.api.types.is_integer_dtype(dt):
+        return s.to_numpy(dtype=np.int64, na_value=0), False
+    if pd.api.types.is_float_dtype(dt):
+        v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = np.isfinite(v)
+        if not np.array_equal(v[ok], np.round(v[ok])):
+            raise DataError(f"column {name!r} (user) holds non-integer numbers; expected integers or strings")
+        return np.where(ok, v, 0).astype(np.int64), False
+    if pd.api.types.is_string_dtype(dt) or dt == object or isinstance(dt, pd.CategoricalDtype):
+        codes, _ = pd.factorize(s, sort=False, use_na_sentinel=True)
+        return codes.astype(np.int64, copy=False), True
+    raise DataError(f"column {name!r} (user) has dtype {dt}; expected integers or strings")
+
+
+def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> np.ndarray:
+    """UTC ns as int64; nulls become INT64_MIN (caller checks the null mask)."""
+    dt = s.dtype
+    nat = np.iinfo(np.int64).min
+    if isinstance(dt, pd.DatetimeTZDtype):
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        dt = s.dtype
+    if pd.api.types.is_datetime64_dtype(dt):
+        try:
+            v = s.to_numpy()
+            if v.dtype != np.dtype("datetime64[ns]"):
+                v = v.astype("datetime64[ns]")
+        except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime) as err:
+            raise DataError(f"column {name!r} (time): {err}") from None
+        return v.view(np.int64)
+    if pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt):
+        if time_unit is None:
+            raise DataError(
+                f"column {name!r} (time) holds integers: set time_unit (s, ms, us, ns or D) in the config"
+            )
+        v = s.to_numpy(dtype=np.int64, na_value=nat)
+        factor = _UNIT_NS[time_unit]
+        if factor != 1:
+            ok = v != nat
+            lim = _INT64_MAX // factor
+            if ok.any() and (np.abs(v[ok]).max() > lim):
+                raise DataError(
+                    f"column {name!r} (time) has values beyond +/-{lim} {time_unit}: outside the ns range"
+                )
+            v = np.where(ok, v * factor, nat)
+        return v
+    if pd.api.types.is_string_dtype(dt) or dt == object:
+        try:
+            parsed = pd.to_datetime(s, utc=True, format="ISO8601")
+        except (ValueError, TypeError, OverflowError) as err:
+            raise DataError(f"column {name!r} (time) holds strings that are not ISO-8601 times: {err}") from None
+        return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+    raise DataError(
+        f"column {name!r} (time) has dtype {dt}; expected datetime64, ISO-8601 strings or integers with time_unit"
+    )
+
+
+def _amount_array(s: pd.Series, name: str) -> np.ndarray:
+    dt = s.dtype
+    if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):
+        raise DataError(f"column {name!r} (amount) has dtype {dt}; expected integers or floats")
+    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _mcc_array(s: pd.Series, name: str) -> np.ndarray:
+    dt = s.dtype
+    if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):
+        raise DataError(f"column {name!r} (mcc) has dtype {dt}; expected integer MCC codes")
+    if pd.api.types.is_integer_dtype(dt) and not s.hasnans:
+        v = s.to_numpy()
+    else:
+        f = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = np.isfinite(f)
+        if not np.array_equal(f[ok], np.round(f[ok])):
+            raise DataError(f"column {name!r} (mcc) holds non-integer numbers; expected integer MCC codes")
+        v = np.where(ok, f, -1)
+    if v.dtype == np.int32:
+        return np.where(v > 9999, -1, v).astype(np.int32, copy=False) if v.size and v.max() > 9999 else v
+    return np.where((v < 0) | (v > 9999), -1, v).astype(np.int32)
+
+
+def extract(frame: pd.DataFrame, config: Config) -> Transactions:
+    """Check a frame's role columns and return them as engine arrays.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per transaction, with the columns named in ``config.columns``.
+    config : Config
+        Gives the column names, ``time_unit`` (integer times) and ``on_invalid``.
+
+    Returns
+    -------
+    Transactions
+
+    Raises
+    ------
+    DataError
+        A role column is missing or has a wrong dtype; the table is empty; a null user
+        or time with ``on_invalid: error`` (naming the column, the count and the first
+        rows); a target column name already used by an input column.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame of transactions, got {type(frame).__name__}")
+    cols = config.columns
+    missing = [c for c in (cols.user, cols.time, cols.amount, cols.mcc) if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, list(frame.columns)[:12]))
+        raise DataError(f"input has no column {missing[0]!r} (columns: {have})")
+    clash = [c for c in config.output_columns if c in frame.columns]
+    if clash:
+        raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
+    if len(frame) == 0:
+        raise DataError("the input has no rows")
+
+    user_s, time_s = frame[cols.user], frame[cols.time]
+    user, user_is_code = _user_array(user_s, cols.user)
+    time_ns = _time_array(time_s, cols.time, config.time_unit)
+    amount = _amount_array(frame[cols.amount], cols.amount)
+    mcc = _mcc_array(frame[cols.mcc], cols.mcc)
+
+    bad_user = _null_mask(user_s) if user_s.hasnans else None
+    bad_time = (time_ns == np.iinfo(np.int64).min)
+    bad_time = bad_time if bad_time.any() else None
+    kept = None
+    if bad_user is not None or bad_time is not None:
+        if config.on_invalid == "error":
+            for mask, c in ((bad_user, cols.user), (bad_time, cols.time)):
+                if mask is not None:
+                    raise DataError(
+                        f"column {c!r} has {int(mask.sum())} null values (first rows: {_first_rows(mask)}); "
+                        "set on_invalid: drop to drop them"
+                    )
+        bad = np.zeros(len(frame), dtype=bool)
+        for mask in (bad_user, bad_time):
+            if mask is not None:
+                bad |= mask
+        kept = np.flatnonzero(~bad)
+        if kept.size == 0:
+            raise DataError("every row has a null user or time; nothing is left after on_invalid: drop")
+        user, time_ns, amount, mcc = user[kept], time_ns[kept], amount[kept], mcc[kept]
+    return Transactions(
+        np.ascontiguousarray(user),
+        np.ascontiguousarray(time_ns),
+        np.ascontiguousarray(amount),
+        np.ascontiguousarray(mcc),
+        kept,
+        user_is_code,
+    )
