@@ -34,6 +34,7 @@ __all__ = [
     "civil_from_days",
     "local_wall_clock_ns",
     "period_index",
+    "period_of_day",
     "period_indices",
 ]
 
@@ -74,6 +75,29 @@ def civil_from_days(days):
 
 
 @register_jitable
+def period_of_day(day, period):
+    """Index of a day-based period (``day`` .. ``year``) containing a local day.
+
+    Parameters
+    ----------
+    day : int
+        Local days since 1970-01-01 (floor of local ns / 8.64e13).
+    period : int
+        A code from :data:`PERIOD_CODES`, ``day`` (1) or longer.
+    """
+    if period == 1:
+        return day
+    if period == 2:
+        return (day + 3) // 7
+    year, month = civil_from_days(day)
+    if period == 3:
+        return (year - 1970) * 12 + (month - 1)
+    if period == 4:
+        return (year - 1970) * 4 + (month - 1) // 3
+    return year - 1970
+
+
+@register_jitable
 def period_index(local_ns, period):
     """Integer index of the calendar period containing a local wall-clock time.
 
@@ -91,17 +115,7 @@ def period_index(local_ns, period):
     """
     if period == 0:
         return local_ns // 3_600_000_000_000
-    day = local_ns // 86_400_000_000_000
-    if period == 1:
-        return day
-    if period == 2:
-        return (day + 3) // 7
-    year, month = civil_from_days(day)
-    if period == 3:
-        return (year - 1970) * 12 + (month - 1)
-    if period == 4:
-        return (year - 1970) * 4 + (month - 1) // 3
-    return year - 1970
+    return period_of_day(local_ns // 86_400_000_000_000, period)
 
 
 def local_wall_clock_ns(utc_ns: np.ndarray, timezone: str) -> np.ndarray:

@@ -7,7 +7,7 @@ its role columns into plain NumPy arrays:
 role       array                   meaning
 =========  ======================  ===========================================================
 user       ``int64 [n]``           the user id (integers as given, strings as codes)
-time       ``int64 [n]``           nanoseconds since 1970-01-01 UTC (naive datetimes = UTC)
+time       ``int64 [n]``           ticks since 1970-01-01 UTC; ``time * time_factor`` = ns
 amount     ``float64 [n]``         NaN = null: contributes to no window
 mcc        ``int32 [n]``           -1 = null (or outside 0..9999): matches no ``mcc`` filter
 =========  ======================  ===========================================================
@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from .spec import Config
 
@@ -31,6 +32,7 @@ __all__ = ["DataError", "Transactions", "extract"]
 
 _UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "D": 86_400_000_000_000}
 _INT64_MAX = np.iinfo(np.int64).max
+_NAT = np.iinfo(np.int64).min
 
 
 class DataError(ValueError):
@@ -44,25 +46,34 @@ class Transactions:
     Attributes
     ----------
     user : ndarray of int64, shape (n,)
-    time_ns : ndarray of int64, shape (n,)
-        UTC nanoseconds since the epoch.
+    time : ndarray of int64, shape (n,)
+        UTC time in ticks of ``time_factor`` nanoseconds since the epoch (the input's
+        own unit, so no conversion pass is needed); see :attr:`time_ns`.
     amount : ndarray of float64, shape (n,)
     mcc : ndarray of int32, shape (n,)
     kept_rows : ndarray of int64 or None
         Positions of the input rows kept after ``on_invalid: drop`` (None: all kept).
     user_is_code : bool
         True when ``user`` holds codes of non-integer ids (first-appearance order).
+    time_factor : int
+        Nanoseconds per tick of ``time`` (1 for datetime64[ns], 86400e9 for days).
     """
 
     user: np.ndarray
-    time_ns: np.ndarray
+    time: np.ndarray
     amount: np.ndarray
     mcc: np.ndarray
     kept_rows: Optional[np.ndarray] = None
     user_is_code: bool = False
+    time_factor: int = 1
 
     def __len__(self) -> int:
-        return len(self.time_ns)
+        return len(self.time)
+
+    @property
+    def time_ns(self) -> np.ndarray:
+        """UTC nanoseconds since the epoch, int64 [n] (a new array unless ticks are ns)."""
+        return self.time if self.time_factor == 1 else self.time * np.int64(self.time_factor)
 
     @classmethod
     def from_arrays(cls, user, time_ns, amount, mcc) -> "Transactions":
@@ -102,46 +113,59 @@ def _user_array(s: pd.Series, name: str) -> tuple[np.ndarray, bool]:
     raise DataError(f"column {name!r} (user) has dtype {dt}; expected integers or strings")
 
 
-def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> np.ndarray:
-    """UTC ns as int64; nulls become INT64_MIN (caller checks the null mask)."""
+@njit(cache=True)
+def _tick_range(v, nat):
+    """(min, max, number of NaT) of int64 ticks, NaT excluded; one pass."""
+    lo = np.iinfo(np.int64).max
+    hi = np.iinfo(np.int64).min
+    n_nat = 0
+    for x in v:
+        if x == nat:
+            n_nat += 1
+        else:
+            lo = min(lo, x)
+            hi = max(hi, x)
+    return lo, hi, n_nat
+
+
+def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.ndarray, int]:
+    """(int64 ticks, ns per tick); nulls become INT64_MIN (caller checks the null mask)."""
     dt = s.dtype
-    nat = np.iinfo(np.int64).min
     if isinstance(dt, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
         dt = s.dtype
     if pd.api.types.is_datetime64_dtype(dt):
-        try:
-            v = s.to_numpy()
-            if v.dtype != np.dtype("datetime64[ns]"):
-                v = v.astype("datetime64[ns]")
-        except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime) as err:
-            raise DataError(f"column {name!r} (time): {err}") from None
-        return v.view(np.int64)
+        v = s.to_numpy()
+        unit = np.datetime_data(v.dtype)[0]
+        if unit not in _UNIT_NS:
+            v, unit = v.astype("datetime64[ns]"), "ns"
+        return _checked_ticks(v.view(np.int64), _UNIT_NS[unit], name), _UNIT_NS[unit]
     if pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt):
         if time_unit is None:
             raise DataError(
                 f"column {name!r} (time) holds integers: set time_unit (s, ms, us, ns or D) in the config"
             )
-        v = s.to_numpy(dtype=np.int64, na_value=nat)
-        factor = _UNIT_NS[time_unit]
-        if factor != 1:
-            ok = v != nat
-            lim = _INT64_MAX // factor
-            if ok.any() and (np.abs(v[ok]).max() > lim):
-                raise DataError(
-                    f"column {name!r} (time) has values beyond +/-{lim} {time_unit}: outside the ns range"
-                )
-            v = np.where(ok, v * factor, nat)
-        return v
+        v = s.to_numpy(dtype=np.int64, na_value=_NAT)
+        return _checked_ticks(v, _UNIT_NS[time_unit], name), _UNIT_NS[time_unit]
     if pd.api.types.is_string_dtype(dt) or dt == object:
         try:
             parsed = pd.to_datetime(s, utc=True, format="ISO8601")
         except (ValueError, TypeError, OverflowError) as err:
             raise DataError(f"column {name!r} (time) holds strings that are not ISO-8601 times: {err}") from None
-        return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+        return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64), 1
     raise DataError(
         f"column {name!r} (time) has dtype {dt}; expected datetime64, ISO-8601 strings or integers with time_unit"
     )
+
+
+def _checked_ticks(v: np.ndarray, factor: int, name: str) -> np.ndarray:
+    if factor == 1 or len(v) == 0:
+        return v
+    lo, hi, _ = _tick_range(v, _NAT)
+    lim = _INT64_MAX // factor
+    if hi > lim or lo < -lim:
+        raise DataError(f"column {name!r} (time) has values outside the int64 nanosecond range (years 1678-2261)")
+    return v
 
 
 def _amount_array(s: pd.Series, name: str) -> np.ndarray:
@@ -155,7 +179,7 @@ def _mcc_array(s: pd.Series, name: str) -> np.ndarray:
     dt = s.dtype
     if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):
         raise DataError(f"column {name!r} (mcc) has dtype {dt}; expected integer MCC codes")
-    if pd.api.types.is_integer_dtype(dt) and not s.hasnans:
+    if pd.api.types.is_integer_dtype(dt) and not (_may_hold_nulls(s) and s.hasnans):
         v = s.to_numpy()
     else:
         f = s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -164,7 +188,7 @@ def _mcc_array(s: pd.Series, name: str) -> np.ndarray:
             raise DataError(f"column {name!r} (mcc) holds non-integer numbers; expected integer MCC codes")
         v = np.where(ok, f, -1)
     if v.dtype == np.int32:
-        return np.where(v > 9999, -1, v).astype(np.int32, copy=False) if v.size and v.max() > 9999 else v
+        return v  # values outside 0..9999 match no filter in the kernels: no pass needed
     return np.where((v < 0) | (v > 9999), -1, v).astype(np.int32)
 
 
@@ -204,13 +228,14 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
 
     user_s, time_s = frame[cols.user], frame[cols.time]
     user, user_is_code = _user_array(user_s, cols.user)
-    time_ns = _time_array(time_s, cols.time, config.time_unit)
+    time, time_factor = _time_array(time_s, cols.time, config.time_unit)
     amount = _amount_array(frame[cols.amount], cols.amount)
     mcc = _mcc_array(frame[cols.mcc], cols.mcc)
 
-    bad_user = _null_mask(user_s) if user_s.hasnans else None
-    bad_time = (time_ns == np.iinfo(np.int64).min)
-    bad_time = bad_time if bad_time.any() else None
+    bad_user = _null_mask(user_s) if _may_hold_nulls(user_s) and user_s.hasnans else None
+    bad_time = None
+    if _tick_range(time, _NAT)[2]:
+        bad_time = time == _NAT
     kept = None
     if bad_user is not None or bad_time is not None:
         if config.on_invalid == "error":
@@ -227,12 +252,18 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
         kept = np.flatnonzero(~bad)
         if kept.size == 0:
             raise DataError("every row has a null user or time; nothing is left after on_invalid: drop")
-        user, time_ns, amount, mcc = user[kept], time_ns[kept], amount[kept], mcc[kept]
+        user, time, amount, mcc = user[kept], time[kept], amount[kept], mcc[kept]
     return Transactions(
         np.ascontiguousarray(user),
-        np.ascontiguousarray(time_ns),
+        np.ascontiguousarray(time),
         np.ascontiguousarray(amount),
         np.ascontiguousarray(mcc),
         kept,
         user_is_code,
+        time_factor,
     )
+
+
+def _may_hold_nulls(s: pd.Series) -> bool:
+    """False for plain NumPy integer columns, which cannot hold nulls (saves a pass)."""
+    return not (isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
-from ..calendar import local_wall_clock_ns, period_index
+from ..calendar import local_wall_clock_ns, period_of_day
 from ..spec import Config
 from ..transactions import Transactions
 from .elementwise import (
@@ -43,11 +43,12 @@ from .elementwise import (
     row_filter_bits,
     two_prod,
 )
-from .plan import ANY, COUNT, EXPANDING, FULL, MAX, MIN, NEXT, STD, TOPK, TRAILING, Plan, compile_plan
+from .plan import ANY, COUNT, EXPANDING, MAX, MIN, NEXT, STD, TOPK, TRAILING, Plan, compile_plan
 
 __all__ = ["compute", "group_users"]
 
 _NS_PER_DAY = 86_400_000_000_000
+_NS_PER_HOUR = 3_600_000_000_000
 
 # --------------------------------------------------------------------------- grouping
 
@@ -128,31 +129,117 @@ def group_users(tx: Transactions):
     offsets : ndarray of int64, shape (n_users + 1,)
         User ``u`` occupies sorted positions ``offsets[u]:offsets[u+1]``.
     """
-    if _grouped_and_sorted(tx.user, tx.time_ns):
+    if _grouped_and_sorted(tx.user, tx.time):
         return None, _run_offsets(tx.user)
     if tx.user_is_code:
         codes, n_codes = tx.user, int(tx.user.max()) + 1
     else:
         codes, uniques = pd.factorize(tx.user, sort=False)
         codes, n_codes = codes.astype(np.int64, copy=False), len(uniques)
-    if _grouped_and_sorted(codes, tx.time_ns):
+    if _grouped_and_sorted(codes, tx.time):
         return None, _run_offsets(codes)
     order, offsets = _counting_sort(codes, n_codes)
-    _sort_time_within_users(order, offsets, tx.time_ns)
+    _sort_time_within_users(order, offsets, tx.time)
     return order, offsets
 
 
 # --------------------------------------------------------------------------- windows
+# Each function computes one target for one user over the user's rows in (time, row)
+# order: ``bits[r] & bit`` says whether row r is in V (mcc/sign filter, amount not
+# NaN), ``a[r]`` is its amount (``absf``: use |a|), results go to ``dst[r]``.
 
 
 @njit(cache=True, inline="always")
-def _at(q, mono, ordp):
-    return q if mono else ordp[q]
+def _value(a, r, absf):
+    x = a[r]
+    return abs(x) if absf else x
+
+
+@njit(cache=True, inline="always")
+def _run_end(p, g0):
+    """End of the run of equal period index starting at g0."""
+    m = p.shape[0]
+    g1 = g0 + 1
+    while g1 < m and p[g1] == p[g0]:
+        g1 += 1
+    return g1
+
+
+@njit(cache=True, inline="always")
+def _source_run(p, g0, g1, mode):
+    """Rows aggregated for the run [g0, g1): itself (full) or the next period's run."""
+    if mode != NEXT:
+        return g0, g1
+    h1 = g1
+    while h1 < p.shape[0] and p[h1] == p[g0] + 1:
+        h1 += 1
+    return g1, h1
+
+
+@njit(cache=True)
+def _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst):
+    """count/sum/mean/std/any over period windows: one segmented pass per run.
+
+    Add-only sums are plain float64 (error ~ n eps sum|x|, as cumsum); std carries
+    double-double sums (see :func:`.elementwise.sample_std`).
+    """
+    m = p.shape[0]
+    std = agg == STD
+    g0 = 0
+    while g0 < m:
+        g1 = _run_end(p, g0)
+        h0, h1 = _source_run(p, g0, g1, mode) if mode != EXPANDING else (g0, g1)
+        cnt = 0
+        s1 = 0.0
+        s1l = 0.0
+        s2h = 0.0
+        s2l = 0.0
+        for r in range(h0, h1):
+            if bits[r] & bit:
+                x = _value(a, r, absf)
+                cnt += 1
+                if std:
+                    s1, s1l = dd_add(s1, s1l, x)
+                    ph, pl = two_prod(x, x)
+                    s2h, s2l = dd_add_dd(s2h, s2l, ph, pl)
+                else:
+                    s1 += x
+            if mode == EXPANDING:
+                dst[r] = moments_result(agg, cnt, s1, s1l, s2h, s2l, fill)
+        if mode != EXPANDING:
+            v = moments_result(agg, cnt, s1, s1l, s2h, s2l, fill)
+            for r in range(g0, g1):
+                dst[r] = v
+        g0 = g1
+
+
+@njit(cache=True)
+def _period_extreme(p, bits, bit, a, absf, mode, is_min, fill, dst):
+    """min/max over period windows."""
+    m = p.shape[0]
+    g0 = 0
+    while g0 < m:
+        g1 = _run_end(p, g0)
+        h0, h1 = _source_run(p, g0, g1, mode) if mode != EXPANDING else (g0, g1)
+        found = False
+        ext = fill
+        for r in range(h0, h1):
+            if bits[r] & bit:
+                x = _value(a, r, absf)
+                if not found or (x < ext if is_min else x > ext):
+                    ext = x
+                    found = True
+            if mode == EXPANDING:
+                dst[r] = ext
+        if mode != EXPANDING:
+            for r in range(g0, g1):
+                dst[r] = ext
+        g0 = g1
 
 
 @njit(cache=True)
 def _topk_insert(kbuf, kn, k, x):
-    """Insert x into the descending buffer kbuf[:kn] of at most k values; new kn."""
+    """Insert x into the descending buffer kbuf[:kn] holding at most k values; new kn."""
     if kn == k:
         if not x > kbuf[k - 1]:
             return kn
@@ -168,174 +255,139 @@ def _topk_insert(kbuf, kn, k, x):
 
 
 @njit(cache=True)
-def _period_target(p, ordp, mono, mode, agg, k, fill, vv, res, c, kbuf):
-    """One target over a period window (expanding / full / next) for one user.
-
-    ``vv[r]`` is row r's value (NaN: not in V), ``p[r]`` its period index; rows are
-    visited in order ``q -> _at(q)`` (identity when periods are monotone).
-    """
+def _period_topk(p, bits, bit, a, absf, mode, k, fill, kres, kbuf):
+    """top-k over period windows with a bounded descending buffer (O(k) per insert)."""
     m = p.shape[0]
-    q = 0
-    while q < m:
-        g0 = q
-        pv = p[_at(g0, mono, ordp)]
-        q += 1
-        while q < m and p[_at(q, mono, ordp)] == pv:
-            q += 1
-        g1 = q
-        if mode == EXPANDING:
-            h0, h1 = g0, g1
-        elif mode == FULL:
-            h0, h1 = g0, g1
-        else:  # NEXT: the run right after, when it is period pv + 1
-            h0 = g1
-            h1 = g1
-            while h1 < m and p[_at(h1, mono, ordp)] == pv + 1:
-                h1 += 1
-        cnt = 0
-        s1h = 0.0
-        s1l = 0.0
-        s2h = 0.0
-        s2l = 0.0
-        ext = fill
+    g0 = 0
+    while g0 < m:
+        g1 = _run_end(p, g0)
+        h0, h1 = _source_run(p, g0, g1, mode) if mode != EXPANDING else (g0, g1)
         kn = 0
-        for qq in range(h0, h1):
-            x = vv[_at(qq, mono, ordp)]
-            if x == x:
-                if agg == TOPK:
-                    kn = _topk_insert(kbuf, kn, k, x)
-                elif agg == MIN or agg == MAX:
-                    if cnt == 0 or (x < ext if agg == MIN else x > ext):
-                        ext = x
-                elif agg != COUNT and agg != ANY:
-                    s1h, s1l = dd_add(s1h, s1l, x)
-                    if agg == STD:
-                        ph, pl = two_prod(x, x)
-                        s2h, s2l = dd_add_dd(s2h, s2l, ph, pl)
-                cnt += 1
+        for r in range(h0, h1):
+            if bits[r] & bit:
+                kn = _topk_insert(kbuf, kn, k, _value(a, r, absf))
             if mode == EXPANDING:
-                r = _at(qq, mono, ordp)
-                if agg == TOPK:
-                    for j in range(k):
-                        res[c + j, r] = kbuf[j] if j < kn else fill
-                elif agg == MIN or agg == MAX:
-                    res[c, r] = ext if cnt > 0 else fill
-                else:
-                    res[c, r] = moments_result(agg, cnt, s1h, s1l, s2h, s2l, fill)
+                for j in range(k):
+                    kres[j, r] = kbuf[j] if j < kn else fill
         if mode != EXPANDING:
-            for qq in range(g0, g1):
-                r = _at(qq, mono, ordp)
-                if agg == TOPK:
-                    for j in range(k):
-                        res[c + j, r] = kbuf[j] if j < kn else fill
-                elif agg == MIN or agg == MAX:
-                    res[c, r] = ext if cnt > 0 else fill
-                else:
-                    res[c, r] = moments_result(agg, cnt, s1h, s1l, s2h, s2l, fill)
+            for r in range(g0, g1):
+                for j in range(k):
+                    kres[j, r] = kbuf[j] if j < kn else fill
+        g0 = g1
+
+
+@njit(cache=True, inline="always")
+def _window_end(t, i, hi, d, mode):
+    """Exclusive end of W(i): i + 1 (trailing) or past the last t_j <= t_i + d (forward)."""
+    if mode == TRAILING:
+        return i + 1
+    m = t.shape[0]
+    while hi < m and t[hi] - t[i] <= d:
+        hi += 1
+    return hi
+
+
+@njit(cache=True, inline="always")
+def _leaves(t, i, j, d, mode):
+    """Row j (< window end) is not in W(i): t_j <= t_i - d (trailing), t_j <= t_i (forward)."""
+    if mode == TRAILING:
+        return t[i] - t[j] >= d
+    return t[j] <= t[i]
 
 
 @njit(cache=True)
-def _duration_moments(t, d, mode, agg, fill, vv, res, c):
-    """count/sum/mean/std/any over a trailing (t-d, t] or forward (t, t+d] window."""
+def _duration_moments(t, d, mode, bits, bit, a, absf, agg, fill, dst):
+    """count/sum/mean/std/any over (t-d, t] or (t, t+d]: two pointers, double-double sums."""
     m = t.shape[0]
+    need_sum = agg != COUNT and agg != ANY
+    std = agg == STD
     cnt = 0
     s1h = 0.0
     s1l = 0.0
     s2h = 0.0
     s2l = 0.0
-    need_sum = agg != COUNT and agg != ANY
     lo = 0
-    hi = 0  # window = sorted positions [lo, hi)
+    hi = 0  # W(i) = rows [lo, hi)
     for i in range(m):
-        if mode == TRAILING:
-            new_hi = i + 1
-        else:
-            new_hi = hi
-            while new_hi < m and t[new_hi] - t[i] <= d:
-                new_hi += 1
-        while hi < new_hi:
-            x = vv[hi]
-            if x == x:
+        end = _window_end(t, i, hi, d, mode)
+        while hi < end:
+            if bits[hi] & bit:
                 cnt += 1
                 if need_sum:
+                    x = _value(a, hi, absf)
                     s1h, s1l = dd_add(s1h, s1l, x)
-                    if agg == STD:
+                    if std:
                         ph, pl = two_prod(x, x)
                         s2h, s2l = dd_add_dd(s2h, s2l, ph, pl)
             hi += 1
-        while lo < hi and ((mode == TRAILING and t[i] - t[lo] >= d) or (mode != TRAILING and t[lo] <= t[i])):
-            x = vv[lo]
-            if x == x:
+        while lo < hi and _leaves(t, i, lo, d, mode):
+            if bits[lo] & bit:
                 cnt -= 1
-                if cnt == 0:
+                if cnt == 0:  # exact reset: no residue after the window empties
                     s1h = 0.0
                     s1l = 0.0
                     s2h = 0.0
                     s2l = 0.0
                 elif need_sum:
+                    x = _value(a, lo, absf)
                     s1h, s1l = dd_add(s1h, s1l, -x)
-                    if agg == STD:
+                    if std:
                         ph, pl = two_prod(x, x)
                         s2h, s2l = dd_add_dd(s2h, s2l, -ph, -pl)
             lo += 1
-        res[c, i] = moments_result(agg, cnt, s1h, s1l, s2h, s2l, fill)
+        dst[i] = moments_result(agg, cnt, s1h, s1l, s2h, s2l, fill)
 
 
 @njit(cache=True)
-def _duration_extreme(t, d, mode, agg, fill, vv, res, c, dq):
-    """min/max over a duration window with a monotonic deque of sorted positions."""
+def _duration_extreme(t, d, mode, bits, bit, a, absf, agg, fill, dst, dq):
+    """min/max over a duration window: monotonic deque of row positions, O(n)."""
     m = t.shape[0]
     head = 0
     tail = 0
     lo = 0
     hi = 0
     for i in range(m):
-        if mode == TRAILING:
-            new_hi = i + 1
-        else:
-            new_hi = hi
-            while new_hi < m and t[new_hi] - t[i] <= d:
-                new_hi += 1
-        while hi < new_hi:
-            x = vv[hi]
-            if x == x:
-                while tail > head and at_least_as_good(agg, x, vv[dq[tail - 1]]):
+        end = _window_end(t, i, hi, d, mode)
+        while hi < end:
+            if bits[hi] & bit:
+                x = _value(a, hi, absf)
+                while tail > head and at_least_as_good(agg, x, _value(a, dq[tail - 1], absf)):
                     tail -= 1
                 dq[tail] = hi
                 tail += 1
             hi += 1
-        if mode == TRAILING:
-            while lo < hi and t[i] - t[lo] >= d:
-                lo += 1
-        else:
-            while lo < hi and t[lo] <= t[i]:
-                lo += 1
+        while lo < hi and _leaves(t, i, lo, d, mode):
+            lo += 1
         while head < tail and dq[head] < lo:
             head += 1
-        res[c, i] = vv[dq[head]] if head < tail else fill
+        dst[i] = _value(a, dq[head], absf) if head < tail else fill
 
 
 @njit(cache=True)
-def _duration_topk(t, d, mode, k, fill, vv, res, c):
-    """top-k over a duration window: Fenwick tree of counts over the user's value ranks."""
+def _duration_topk(t, d, mode, bits, bit, a, absf, k, fill, kres):
+    """top-k over a duration window: Fenwick tree of counts over the user's value ranks.
+
+    O(n log n) to rank, O(log n) per insert/remove, O(k log n) per row to read the k
+    largest as order statistics.
+    """
     m = t.shape[0]
     nv = 0
     for r in range(m):
-        if vv[r] == vv[r]:
+        if bits[r] & bit:
             nv += 1
     vals = np.empty(nv, dtype=np.float64)
     rows = np.empty(nv, dtype=np.int64)
     j = 0
     for r in range(m):
-        if vv[r] == vv[r]:
-            vals[j] = vv[r]
+        if bits[r] & bit:
+            vals[j] = _value(a, r, absf)
             rows[j] = r
             j += 1
     perm = np.argsort(vals)
     sorted_vals = vals[perm]
-    rank = np.full(m, -1, dtype=np.int64)
+    rank = np.zeros(m, dtype=np.int64)  # 0 = not in V, else 1-based Fenwick index
     for j in range(nv):
-        rank[rows[perm[j]]] = j + 1  # 1-based Fenwick index
+        rank[rows[perm[j]]] = j + 1
     tree = np.zeros(nv + 1, dtype=np.int64)
     top = 1
     while top * 2 <= nv:
@@ -344,13 +396,8 @@ def _duration_topk(t, d, mode, k, fill, vv, res, c):
     lo = 0
     hi = 0
     for i in range(m):
-        if mode == TRAILING:
-            new_hi = i + 1
-        else:
-            new_hi = hi
-            while new_hi < m and t[new_hi] - t[i] <= d:
-                new_hi += 1
-        while hi < new_hi:
+        end = _window_end(t, i, hi, d, mode)
+        while hi < end:
             x = rank[hi]
             if x > 0:
                 total += 1
@@ -358,7 +405,7 @@ def _duration_topk(t, d, mode, k, fill, vv, res, c):
                     tree[x] += 1
                     x += x & -x
             hi += 1
-        while lo < hi and ((mode == TRAILING and t[i] - t[lo] >= d) or (mode != TRAILING and t[lo] <= t[i])):
+        while lo < hi and _leaves(t, i, lo, d, mode):
             x = rank[lo]
             if x > 0:
                 total -= 1
@@ -367,9 +414,9 @@ def _duration_topk(t, d, mode, k, fill, vv, res, c):
                     x += x & -x
             lo += 1
         for j in range(k):
-            want = total - j  # the want-th smallest value in the window (1-based)
+            want = total - j  # the want-th smallest value in W(i), 1-based
             if want <= 0:
-                res[c + j, i] = fill
+                kres[j, i] = fill
                 continue
             pos = 0
             step = top
@@ -379,88 +426,132 @@ def _duration_topk(t, d, mode, k, fill, vv, res, c):
                     pos = nxt
                     want -= tree[nxt]
                 step //= 2
-            res[c + j, i] = sorted_vals[pos]
+            kres[j, i] = sorted_vals[pos]
 
 
 @njit(cache=True)
-def _user_periods(lt, codes, pv, ordp, mono):
-    """Period index of every row for each period kind used; order for non-monotone ones."""
+def _period_target(p, bits, bit, a, absf, mode, agg, k, fill, dst, kres, kbuf):
+    """Dispatch a period-window target (rows in run order, p non-decreasing)."""
+    if agg == TOPK:
+        _period_topk(p, bits, bit, a, absf, mode, k, fill, kres, kbuf)
+    elif agg == MIN or agg == MAX:
+        _period_extreme(p, bits, bit, a, absf, mode, agg == MIN, fill, dst)
+    else:
+        _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst)
+
+
+@njit(cache=True)
+def _user_periods(lt, codes, pv, mono):
+    """Period index of every row for each period kind used; flags non-monotone ones.
+
+    Day-based periods are recomputed only when the local day changes (rows are in time
+    order, so runs of equal days are long).
+    """
     m = lt.shape[0]
-    last_day = np.int64(0)
-    for r in range(m):
-        x = lt[r]
-        day = x // _NS_PER_DAY
-        for s in range(codes.shape[0]):
-            code = codes[s]
-            if code == 0 or r == 0 or day != last_day:
-                pv[s, r] = period_index(x, code)
-            else:
-                pv[s, r] = pv[s, r - 1]
-        last_day = day
     for s in range(codes.shape[0]):
-        mono[s] = True
+        code = codes[s]
+        row = pv[s]
+        if code == 0:
+            for r in range(m):
+                row[r] = lt[r] // _NS_PER_HOUR
+        else:
+            last_day = np.int64(0)
+            v = np.int64(0)
+            for r in range(m):
+                day = lt[r] // _NS_PER_DAY
+                if r == 0 or day != last_day:
+                    v = period_of_day(day, code)
+                    last_day = day
+                row[r] = v
+        ok = True
         for r in range(1, m):
-            if pv[s, r] < pv[s, r - 1]:
-                mono[s] = False
+            if row[r] < row[r - 1]:
+                ok = False
                 break
-        if not mono[s]:
-            ordp[s, :] = np.argsort(pv[s], kind="mergesort")
+        mono[s] = ok
+
+
+@njit(cache=True)
+def _user_targets(
+    s, m, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
+    window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, kmax, out,
+):
+    """Every target for the user at sorted positions [s, s + m)."""
+    n_cols = out.shape[0]
+    # gather the user's rows (in (time, row) order) once; they stay in cache
+    t = np.empty(m, dtype=np.int64)
+    lt = t if local_is_utc else np.empty(m, dtype=np.int64)
+    a = np.empty(m, dtype=np.float64)
+    bits = np.empty(m, dtype=np.uint64)
+    for r in range(m):
+        i = order[s + r] if has_order else s + r
+        t[r] = time[i] * tfac
+        if not local_is_utc:
+            lt[r] = local[i] * lfac
+        a[r] = amount[i]
+        bits[r] = row_filter_bits(mcc[i], a[r], mcc_bits, sign_bits, nomcc_bits)
+    pv = np.empty((codes.shape[0], m), dtype=np.int64)
+    mono = np.empty(codes.shape[0], dtype=np.bool_)
+    _user_periods(lt, codes, pv, mono)
+    # unsorted input: results land in res, then are scattered to input order
+    res = np.empty((n_cols if has_order else 0, m), dtype=np.float32)
+    kres = np.empty((kmax, m), dtype=np.float32)
+    tmp = np.empty(m, dtype=np.float32)
+    dq = np.empty(m, dtype=np.int64)
+    kbuf = np.empty(kmax, dtype=np.float64)
+    for ti in range(window.shape[0]):
+        c = col[ti]
+        g = agg[ti]
+        w = window[ti]
+        bit = np.uint64(1) << np.uint64(fbit[ti])
+        dst = res[c] if has_order else out[c, s : s + m]
+        if w <= NEXT and mono[slot[ti]]:
+            _period_target(pv[slot[ti]], bits, bit, a, absval[ti], w, g, k[ti], fill[ti], dst, kres, kbuf)
+        elif w <= NEXT:
+            # periods not monotone in time (DST fall-back across a boundary): visit the
+            # rows in stable period order, which keeps (time, row) order inside a period
+            ordp = np.argsort(pv[slot[ti]], kind="mergesort")
+            _period_target(
+                pv[slot[ti]][ordp], bits[ordp], bit, a[ordp], absval[ti], w, g, k[ti], fill[ti], tmp, kres, kbuf
+            )
+            if g == TOPK:
+                kres[:, ordp] = kres.copy()
+            else:
+                for q in range(m):
+                    dst[ordp[q]] = tmp[q]
+        elif g == MIN or g == MAX:
+            _duration_extreme(t, param[ti], w, bits, bit, a, absval[ti], g, fill[ti], dst, dq)
+        elif g == TOPK:
+            _duration_topk(t, param[ti], w, bits, bit, a, absval[ti], k[ti], fill[ti], kres)
+        else:
+            _duration_moments(t, param[ti], w, bits, bit, a, absval[ti], g, fill[ti], dst)
+        if g == TOPK:
+            for j in range(k[ti]):
+                row = res[c + j] if has_order else out[c + j, s : s + m]
+                for r in range(m):
+                    row[r] = kres[j, r]
+    if has_order:
+        for cc in range(n_cols):
+            for r in range(m):
+                out[cc, order[s + r]] = res[cc, r]
 
 
 @njit(cache=True, parallel=True)
 def _kernel(
-    offsets, order, has_order, time, local, amount, mcc,
+    offsets, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
     window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits,
     out, u0, u1,
 ):
-    n_cols = out.shape[0]
-    n_targets = window.shape[0]
-    n_slots = codes.shape[0]
+    """prange over users u0..u1: each user's targets, computed from cache-resident rows."""
     kmax = 1
-    for ti in range(n_targets):
+    for ti in range(window.shape[0]):
         kmax = max(kmax, k[ti])
     for u in prange(u0, u1):
-        s = offsets[u]
-        m = offsets[u + 1] - s
-        t = np.empty(m, dtype=np.int64)
-        lt = np.empty(m, dtype=np.int64)
-        bits = np.empty(m, dtype=np.uint64)
-        a = np.empty(m, dtype=np.float64)
-        for r in range(m):
-            i = order[s + r] if has_order else s + r
-            t[r] = time[i]
-            lt[r] = local[i]
-            a[r] = amount[i]
-            bits[r] = row_filter_bits(mcc[i], a[r], mcc_bits, sign_bits, nomcc_bits)
-        pv = np.empty((n_slots, m), dtype=np.int64)
-        ordp = np.empty((n_slots, m), dtype=np.int64)
-        mono = np.empty(n_slots, dtype=np.bool_)
-        _user_periods(lt, codes, pv, ordp, mono)
-        res = np.empty((n_cols, m), dtype=np.float32)
-        vv = np.empty(m, dtype=np.float64)
-        dq = np.empty(m, dtype=np.int64)
-        kbuf = np.empty(kmax, dtype=np.float64)
-        for ti in range(n_targets):
-            bit = np.uint64(1) << np.uint64(fbit[ti])
-            for r in range(m):
-                if bits[r] & bit:
-                    vv[r] = abs(a[r]) if absval[ti] else a[r]
-                else:
-                    vv[r] = np.nan
-            w = window[ti]
-            g = agg[ti]
-            if w <= NEXT:
-                sl = slot[ti]
-                _period_target(pv[sl], ordp[sl], mono[sl], w, g, k[ti], fill[ti], vv, res, col[ti], kbuf)
-            elif g == MIN or g == MAX:
-                _duration_extreme(t, param[ti], w, g, fill[ti], vv, res, col[ti], dq)
-            elif g == TOPK:
-                _duration_topk(t, param[ti], w, k[ti], fill[ti], vv, res, col[ti])
-            else:
-                _duration_moments(t, param[ti], w, g, fill[ti], vv, res, col[ti])
-        for cc in range(n_cols):
-            for r in range(m):
-                out[cc, order[s + r] if has_order else s + r] = res[cc, r]
+        _user_targets(
+            offsets[u], offsets[u + 1] - offsets[u], order, has_order, time, tfac, local, lfac, local_is_utc,
+            amount, mcc, window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits,
+            nomcc_bits, kmax, out,
+        )
 
 
 def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: int = 1 << 21) -> np.ndarray:
@@ -486,7 +577,9 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
     has_order = order is not None
     if order is None:
         order = np.empty(0, dtype=np.int64)
-    local = local_wall_clock_ns(tx.time_ns, config.timezone)
+    local_is_utc = config.timezone == "UTC"
+    local = tx.time if local_is_utc else local_wall_clock_ns(tx.time_ns, config.timezone)
+    lfac = np.int64(tx.time_factor if local_is_utc else 1)
     out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
     n_users = offsets.shape[0] - 1
     u0 = 0
@@ -494,7 +587,8 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
         u1 = int(np.searchsorted(offsets, offsets[u0] + rows_per_batch, side="right")) - 1
         u1 = min(max(u1, u0 + 1), n_users)
         _kernel(
-            offsets, order, has_order, tx.time_ns, local, tx.amount, tx.mcc,
+            offsets, order, has_order, tx.time, np.int64(tx.time_factor), local, lfac, local_is_utc,
+            tx.amount, tx.mcc,
             plan.window, plan.param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
             plan.fill, plan.col, plan.period_codes, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits,
             out, u0, u1,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba.extending import register_jitable
 
 from .plan import ANY, COUNT, MAX, MEAN, MIN, STD, SUM
@@ -33,7 +34,7 @@ def row_filter_bits(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
     else:
         b = nomcc_bits
     if amount != amount:
-        return b & 0
+        return np.uint64(0)
     if amount < 0:
         return b & sign_bits[0]
     if amount > 0:

@@ -118,7 +118,8 @@ def compute(tx: Transactions, config: Config, progress=None) -> np.ndarray:
     """
     n = len(tx)
     out = np.empty((len(config.output_columns), n), dtype=np.float32)
-    local = local_wall_clock_ns(tx.time_ns, config.timezone)
+    time_ns = tx.time_ns
+    local = local_wall_clock_ns(time_ns, config.timezone)
     used_periods = {t.window.period for t in config.targets if t.window.period is not None}
     all_periods = {p: _period_of(local, p) for p in used_periods}
     filters = [_passes_filters(t, tx.amount, tx.mcc) for t in config.targets]
@@ -126,7 +127,9 @@ def compute(tx: Transactions, config: Config, progress=None) -> np.ndarray:
 
     for rows in pd.Series(np.arange(n)).groupby(tx.user, sort=False).indices.values():
         rows = np.asarray(rows)  # input positions of one user's transactions
-        t, pos = tx.time_ns[rows], rows
+        rows = rows[np.lexsort((rows, time_ns[rows]))]  # ordered by (time, input row)
+        t = time_ns[rows]
+        pos = np.arange(len(rows))  # pos(i): rank in that order (SPEC.md 1)
         periods = {p: v[rows] for p, v in all_periods.items()}
         col = 0
         for target, ok, v in zip(config.targets, filters, values):
