@@ -48,7 +48,7 @@ def _sdsj2016(frame: pd.DataFrame) -> pd.DataFrame:
     d = parts.astype("Int64")
     seconds = d[0] * 86400 + d[1] * 3600 + d[2] * 60 + d[3]
     return pd.DataFrame(
-        {"user_id": frame["customer_id"], "timestamp": seconds, "amount": frame["amount"], "mcc": frame["mcc_code"]}
+        {"customer_id": frame["customer_id"], "tr_datetime": seconds, "amount": frame["amount"], "mcc_code": frame["mcc_code"]}
     )
 
 
@@ -65,7 +65,7 @@ def _tabformer(frame: pd.DataFrame) -> pd.DataFrame:
     if bad.any():
         rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
         raise DataError(f"column 'Amount' is not like '$12.34' in {int(bad.sum())} rows (first rows: {rows})")
-    return pd.DataFrame({"user_id": frame["User"], "timestamp": date + clock, "amount": amount, "mcc": frame["MCC"]})
+    return pd.DataFrame({"User": frame["User"], "Time": date + clock, "Amount": amount, "MCC": frame["MCC"]})
 
 
 def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]:
@@ -81,9 +81,9 @@ def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]
     Returns
     -------
     (pandas.DataFrame, Config)
-        For ``generic`` the input itself and ``config``; otherwise a new frame with
-        ``user_id, timestamp, amount, mcc`` and ``config`` with those column names (and
-        ``time_unit: s`` for ``sdsj2016``).
+        For ``generic`` the input itself and ``config``; otherwise a new frame with the
+        four role columns under the format's own column names (the time column already
+        converted) and ``config`` naming them (``time_unit: s`` for ``sdsj2016``).
 
     Raises
     ------
@@ -100,8 +100,9 @@ def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
     if len(frame) == 0:
         raise DataError("the input has no rows")
+    # the role frame keeps the original column names, so errors name what the user has
     if config.format == "sdsj2016":
-        roles = _sdsj2016(frame)
-        return roles, config.model_copy(update={"columns": Columns(), "time_unit": "s"})
-    roles = _tabformer(frame)
-    return roles, config.model_copy(update={"columns": Columns()})
+        columns = Columns(user="customer_id", time="tr_datetime", amount="amount", mcc="mcc_code")
+        return _sdsj2016(frame), config.model_copy(update={"columns": columns, "time_unit": "s"})
+    columns = Columns(user="User", time="Time", amount="Amount", mcc="MCC")
+    return _tabformer(frame), config.model_copy(update={"columns": columns})

@@ -400,7 +400,10 @@ def _read_yaml(source: Union[str, os.PathLike]) -> Any:
 
     text: str
     where: str
-    is_path = isinstance(source, os.PathLike) or ("\n" not in str(source) and str(source).endswith((".yaml", ".yml")))
+    text_ = str(source)
+    is_path = isinstance(source, os.PathLike) or (
+        "\n" not in text_ and (text_.endswith((".yaml", ".yml")) or os.path.exists(text_) or ":" not in text_)
+    )
     if is_path:
         path = Path(source)
         if not path.is_file():
