@@ -1,0 +1,339 @@
+"""The ``gpu-targets`` command: parses arguments, calls the library, prints.
+
+Commands::
+
+    gpu-targets generate INPUT --config C --output O   # targets for a transactions file
+    gpu-targets validate CONFIG                        # check a config, list its columns
+    gpu-targets demo                                   # embedded synthetic data, default config
+    gpu-targets describe OUTPUT [--config C] [--plot F.png]   # target rates and quantiles
+
+A user error (bad config, bad data, missing file, bad option) ends the command with exit
+code 2 and one line ``error: ...`` on stderr, and leaves no output file behind: outputs are
+written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import click
+import pyarrow as pa
+
+from . import engines
+from .io import check_output_path, read_transactions, replacing, write_parquet
+from .spec import FORMATS, Config, ConfigError, Target, load_config
+from .transactions import DataError
+
+__all__ = ["main"]
+
+BACKENDS = ("auto", "reference", "cpu", "cuda")
+_EMPTY_IS_ZERO = ("count", "sum", "any")
+_QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95)
+
+#: ``gpu-targets`` with no command shows the help (click >= 8.2 raises this; older ones exit 0).
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+#: Errors a user can fix; reported as one line with exit code 2.
+_USER_ERRORS = (ConfigError, DataError, ValueError, OSError, pa.ArrowException)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Command(click.Group):
+    """A group whose errors are one line on stderr (no usage block, no traceback)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.Abort:
+            _fail("interrupted", 130)
+        except _NO_ARGS_IS_HELP as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            _fail(_one_line(err.format_message()) + hint, 2)
+        except click.ClickException as err:
+            _fail(_one_line(err.format_message()), err.exit_code)
+        except _USER_ERRORS as err:
+            _fail(_one_line(err) or type(err).__name__, 2)
+        except ImportError as err:  # an engine's optional dependency; the message names the extra
+            _fail(_one_line(err) or type(err).__name__, 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Command, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="gpu_targets")
+def main() -> None:
+    """Synthetic targets (windowed, MCC-filtered per-user aggregates) from bank transactions.
+
+    See SPEC.md for what each target means.
+    """
+
+
+_backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    help="Engine; auto picks the fastest usable one (cuda when a GPU is usable, else cpu).",
+)
+
+
+# --------------------------------------------------------------------------- generate
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file with the targets (SPEC.md section 4); validated before any data is read.",
+)
+@click.option(
+    "--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="Parquet file to write: the input's columns, then one float32 column per target. "
+    "Replaced only once complete.",
+)
+@_backend_option
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None, show_default=False,
+    help="Input schema; overrides the config's 'format' key.  [default: the config's, else generic]",
+)
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar (it is shown on a terminal only).")
+def generate(input_path: str, config_path: Path, output: Path, backend: str, fmt: Optional[str], no_progress: bool) -> None:
+    """Compute the targets of a config for every transaction of INPUT.
+
+    INPUT is a Parquet file, a directory of Parquet files, a glob pattern (quoted) or a
+    CSV file (.csv, .csv.gz). Prints rows, target columns, the backend and the seconds
+    spent reading, computing and writing.
+    """
+    from tqdm import tqdm
+
+    from .api import generate as generate_targets
+
+    cfg = load_config(config_path)
+    if fmt is not None:
+        cfg = cfg.model_copy(update={"format": fmt})
+    backend_used = engines.resolve(backend)
+    check_output_path(output)
+
+    t0 = time.perf_counter()
+    frame = read_transactions(input_path)
+    t1 = time.perf_counter()
+    bar = tqdm(
+        total=len(frame), unit="tx", unit_scale=True, desc="targets", file=sys.stderr,
+        disable=True if no_progress else None, leave=False,
+    )
+    with bar:
+        out = generate_targets(frame, cfg, backend=backend_used, progress=bar.update)
+    t2 = time.perf_counter()
+    write_parquet(out, output)
+    t3 = time.perf_counter()
+    click.echo(
+        f"{output}: {len(out):,} rows, {len(cfg.output_columns)} targets, backend {backend_used}; "
+        f"{t3 - t0:.2f} s (read {t1 - t0:.2f} s, compute {t2 - t1:.2f} s, write {t3 - t2:.2f} s)"
+    )
+
+
+# --------------------------------------------------------------------------- validate
+def _empty_value(target: Target) -> float:
+    """The value of an empty window (SPEC.md 2.2): 0 for count/sum/any, else ``fill``."""
+    return 0.0 if target.agg in _EMPTY_IS_ZERO else float(target.fill)
+
+
+def _window_text(target: Target) -> str:
+    w = target.window
+    return f"{w.period or w.duration} {w.mode}"
+
+
+def _filter_text(target: Target) -> str:
+    parts = []
+    if target.mcc is not None:
+        parts.append("mcc " + ",".join(str(c) for c in target.mcc))
+    if target.sign != "any":
+        parts.append(target.sign)
+    if target.abs:
+        parts.append("abs")
+    return " ".join(parts) or "-"
+
+
+def _config_table(cfg: Config):
+    import pandas as pd
+
+    rows = []
+    for t in cfg.targets:
+        for i, col in enumerate(t.output_columns, start=1):
+            agg = f"topk k={t.k} #{i}" if t.agg == "topk" else t.agg
+            rows.append({"column": col, "agg": agg, "window": _window_text(t), "filter": _filter_text(t),
+                         "empty": _empty_value(t)})
+    return pd.DataFrame(rows)
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+def validate(config_path: Path) -> None:
+    """Check CONFIG and list its target columns: aggregation, window, filter, empty-window value."""
+    cfg = load_config(config_path)
+    click.echo(
+        f"{config_path}: valid; {len(cfg.targets)} targets, {len(cfg.output_columns)} float32 columns, "
+        f"format {cfg.format}, timezone {cfg.timezone}"
+    )
+    click.echo(_config_table(cfg).to_string(index=False))
+
+
+# --------------------------------------------------------------------------- demo
+def _default_config() -> Config:
+    from importlib.resources import files
+
+    return load_config((files("gpu_targets") / "configs" / "default.yaml").read_text(encoding="utf-8"))
+
+
+@main.command()
+@click.option("--users", type=click.IntRange(min=1), default=2000, help="Number of synthetic users.")
+@click.option("--tx-per-user", type=click.IntRange(min=1), default=512, help="Transactions per user.")
+@_backend_option
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, show_default=False,
+    help="Also write the transactions with their targets to this Parquet file.",
+)
+def demo(users: int, tx_per_user: int, backend: str, output: Optional[Path]) -> None:
+    """Targets of the packaged default config on embedded synthetic transactions.
+
+    Prints the first rows of one user and the compute time. The first run of the cpu
+    backend compiles its Numba kernels (cached on disk afterwards).
+    """
+    from .api import generate as generate_targets
+    from .datasets import synthetic_transactions
+
+    cfg = _default_config()
+    backend_used = engines.resolve(backend)
+    if output is not None:
+        check_output_path(output)
+    frame = synthetic_transactions(users, tx_per_user, seed=0)
+    t0 = time.perf_counter()
+    out = generate_targets(frame, cfg, backend=backend_used)
+    seconds = time.perf_counter() - t0
+
+    user_col = cfg.columns.user
+    first_user = out[user_col].iloc[0]
+    rows = out[out[user_col] == first_user].head(8)
+    shown = [c for c in (cfg.columns.time, cfg.columns.amount, cfg.columns.mcc) if c in out.columns]
+    shown += cfg.output_columns[:4]
+    click.echo(f"user {first_user}, first {len(rows)} transactions:")
+    click.echo(rows[shown].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    n_users = out[user_col].nunique()
+    click.echo(
+        f"{len(cfg.output_columns)} target columns for {n_users:,} users ({len(out):,} transactions) "
+        f"in {seconds:.2f} s on backend {backend_used}: {n_users / max(seconds, 1e-9):,.0f} users/s, "
+        f"{len(out) / max(seconds, 1e-9):,.0f} transactions/s"
+    )
+    if output is not None:
+        write_parquet(out, output)
+        click.echo(f"wrote {output}")
+
+
+# --------------------------------------------------------------------------- describe
+def _summary(frame, columns: list[str], empty: dict[str, float]):
+    """One row per target column: target rate (share of non-empty windows) and quantiles."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for c in columns:
+        v = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        known = v[~np.isnan(v)]
+        e = empty[c]
+        nonempty = ~np.isnan(v) if math.isnan(e) else (~np.isnan(v) & (v != e))
+        row = {"column": c, "rate": float(nonempty.mean()) if len(v) else math.nan}
+        if known.size:
+            q = np.quantile(known, _QUANTILES)
+            row.update(mean=known.mean(), std=known.std(ddof=1) if known.size > 1 else math.nan, min=known.min())
+            row.update({f"{round(p * 100)}%": x for p, x in zip(_QUANTILES, q)})
+            row["max"] = known.max()
+        rows.append(row)
+    stats = ["mean", "std", "min"] + [f"{round(p * 100)}%" for p in _QUANTILES] + ["max"]
+    return pd.DataFrame(rows, columns=["column", "rate"] + stats)
+
+
+def _plot_histograms(frame, columns: list[str], empty: dict[str, float], rates: dict[str, float], path: Path) -> None:
+    """A PNG grid of histograms of each column's non-empty values, written all or nothing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise click.ClickException("--plot needs matplotlib: pip install 'gpu_targets[plot]'") from None
+    import numpy as np
+
+    ncols = min(4, len(columns))
+    nrows = math.ceil(len(columns) / ncols)
+    fig = Figure(figsize=(4 * ncols, 3 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for k, c in enumerate(columns):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        v = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        e = empty[c]
+        v = v[~np.isnan(v)] if math.isnan(e) else v[~np.isnan(v) & (v != e)]
+        if v.size:
+            lo, hi = np.quantile(v, (0.005, 0.995))  # heavy tails would squash the bulk into one bar
+            ax.hist(v, bins=50, range=(lo, hi) if hi > lo else None)
+        else:
+            ax.text(0.5, 0.5, "no non-empty windows", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(f"{c}\nrate {rates[c]:.1%}; non-empty values, 0.5-99.5% range", fontsize=9)
+        ax.tick_params(labelsize=7)
+    suffix = path.suffix.lstrip(".").lower() or "png"
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format=suffix, dpi=100)
+
+
+@main.command()
+@click.argument("output_path", metavar="OUTPUT")
+@click.option(
+    "--config", "-c", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    show_default=False,
+    help="Config that made OUTPUT: describes its target columns, with each target's empty-window "
+    "value (0 for count/sum/any, else fill).  [default: every float32 column, empty = 0]",
+)
+@click.option(
+    "--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, show_default=False,
+    help="Also write a PNG grid of histograms of the non-empty values between their 0.5% and 99.5% "
+    "quantiles (needs matplotlib).",
+)
+def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]) -> None:
+    """Target rate and distribution of each target column of OUTPUT (a Parquet file).
+
+    rate is the share of rows whose window is not empty (value neither NaN nor the
+    empty-window value); mean, std (ddof 1), min, quantiles and max are over the
+    non-NaN values.
+    """
+    import numpy as np
+
+    cfg = load_config(config_path) if config_path is not None else None
+    if plot is not None:
+        check_output_path(plot)
+    frame = read_transactions(output_path)
+    if cfg is not None:
+        columns = cfg.output_columns
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{output_path!r} has no column {missing[0]!r}, a target of {str(config_path)!r}")
+        empty = {c: _empty_value(t) for t in cfg.targets for c in t.output_columns}
+    else:
+        columns = [c for c in frame.columns if frame[c].dtype == np.float32]
+        if not columns:
+            raise DataError(f"{output_path!r} has no float32 (target) columns")
+        empty = dict.fromkeys(columns, 0.0)
+    table = _summary(frame, columns, empty)
+    click.echo(f"{output_path}: {len(frame):,} rows, {len(columns)} target columns")
+    click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    if plot is not None:
+        _plot_histograms(frame, columns, empty, dict(zip(table["column"], table["rate"])), plot)
+        click.echo(f"wrote {plot}")

@@ -1,0 +1,264 @@
+"""Transactions in and targets out: Parquet and CSV through pyarrow.
+
+:func:`read_transactions` reads one Parquet file, a directory of Parquet files (a
+dataset, ``key=value`` sub-directories read as hive partitions), a glob pattern, or a
+CSV file (``.csv``, ``.csv.gz``, ``.csv.bz2``, ``.csv.zst``) into a pandas DataFrame.
+:func:`write_parquet` writes a frame so that a reader never sees half a file: to a
+temporary name beside the target, then renamed over it.
+
+Every problem with an input (missing file, a pattern that matches nothing, a truncated
+or unreadable file, an unknown suffix) raises :class:`~gpu_targets.transactions.DataError`
+with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import pandas as pd
+import pyarrow as pa
+
+from .transactions import DataError
+
+__all__ = ["check_output_path", "read_transactions", "replacing", "write_parquet"]
+
+PathLike = Union[str, os.PathLike]
+
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
+_FORMATS = ("parquet", "csv")
+_GLOB_CHARS = frozenset("*?[")
+
+
+def read_transactions(path: PathLike, *, file_format: Optional[str] = None) -> pd.DataFrame:
+    """Read a transactions table from Parquet or CSV.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A Parquet file; a directory holding a Parquet dataset (files read in sorted path
+        order; names starting with ``.`` or ``_`` are skipped; ``key=value``
+        sub-directories become columns); a glob pattern such as ``"data/part-*.parquet"``
+        (matches read in sorted order and concatenated); or a CSV file with a header row.
+    file_format : {None, "parquet", "csv"}, default None
+        ``None`` chooses by suffix (``.parquet``, ``.pq``, ``.parq``; ``.csv``,
+        ``.csv.gz``, ``.csv.bz2``, ``.csv.zst``); a directory is read as Parquet.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per stored row, in file order, with plain NumPy dtypes where Arrow allows:
+        ``int64``/``int32`` integers (``float64`` where a column holds nulls), ``float64``,
+        ``datetime64[unit]`` for timestamps (CSV times such as ``2021-01-01 10:00:00``
+        are inferred as timestamps), ``bool``; strings become pandas' string dtype.
+
+    Raises
+    ------
+    DataError
+        The path does not exist, a glob matches no file, a directory holds no data file,
+        a suffix is unknown, or a file cannot be parsed (truncated or corrupt Parquet,
+        malformed CSV; the message names the offending file).
+    ValueError
+        ``file_format`` is not one of None, ``"parquet"``, ``"csv"``.
+
+    Examples
+    --------
+    >>> import tempfile, os, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> frame = pd.DataFrame({"user_id": [1, 2], "amount": [3.5, -1.0]})
+    >>> write_parquet(frame, os.path.join(d, "tx.parquet"))
+    >>> read_transactions(os.path.join(d, "tx.parquet"))["amount"].tolist()
+    [3.5, -1.0]
+    """
+    if file_format is not None and file_format not in _FORMATS:
+        raise ValueError(f"file_format {file_format!r} is not one of None, 'parquet', 'csv'")
+    text = os.fspath(path)
+    p = Path(text)
+    if p.is_dir():
+        if file_format == "csv":
+            raise DataError(f"{text!r} is a directory; CSV input must be a single file (or a glob pattern)")
+        return _to_pandas(_read_parquet_dir(p))
+    if p.exists():
+        return _to_pandas(_read_files([p], file_format))
+    if _GLOB_CHARS & set(text):
+        matches = sorted(m for m in glob.glob(text) if Path(m).is_file())
+        if not matches:
+            raise DataError(f"no file matches the pattern {text!r}")
+        return _to_pandas(_read_files([Path(m) for m in matches], file_format))
+    raise DataError(f"input file {text!r} not found")
+
+
+def _format_of(path: Path, file_format: Optional[str]) -> str:
+    if file_format is not None:
+        return file_format
+    name = path.name.lower()
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    known = ", ".join(_PARQUET_SUFFIXES + _CSV_SUFFIXES)
+    raise DataError(f"cannot tell the format of {str(path)!r} from its suffix (known: {known}); pass file_format")
+
+
+def _read_files(paths: list[Path], file_format: Optional[str]) -> pa.Table:
+    tables = [_read_one(p, _format_of(p, file_format)) for p in paths]
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        first = tables[0].schema
+        for p, t in zip(paths, tables):
+            if not t.schema.equals(first):
+                raise DataError(f"{str(p)!r} has columns or dtypes that differ from {str(paths[0])!r}: {err}") from None
+        raise DataError(f"cannot concatenate {len(paths)} files: {err}") from None
+
+
+def _read_one(path: Path, file_format: str) -> pa.Table:
+    try:
+        if file_format == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"cannot read {str(path)!r} as {file_format}: {_one_line(err)}") from None
+
+
+def _read_parquet_dir(directory: Path) -> pa.Table:
+    import pyarrow.dataset as ds
+
+    try:
+        dataset = ds.dataset(directory, format="parquet", partitioning="hive")
+        if not dataset.files:
+            raise DataError(f"directory {str(directory)!r} holds no Parquet files")
+        return dataset.to_table()
+    except (pa.ArrowException, OSError) as err:
+        bad = _find_bad_parquet(directory)
+        if bad is not None:
+            raise bad from None
+        raise DataError(f"cannot read the Parquet dataset {str(directory)!r}: {_one_line(err)}") from None
+
+
+def _find_bad_parquet(directory: Path) -> Optional[DataError]:
+    """The first data file of a directory that cannot be read on its own, or whose schema
+    differs from the first file's; cheap footer checks first, full reads only if needed."""
+    import pyarrow.parquet as pq
+
+    files = sorted(
+        f for f in directory.rglob("*")
+        if f.is_file() and not any(part.startswith((".", "_")) for part in f.relative_to(directory).parts)
+    )
+    schema = None
+    for f in files:
+        try:
+            s = pq.read_schema(f)
+        except (pa.ArrowException, OSError) as err:
+            return DataError(f"cannot read {str(f)!r} in dataset {str(directory)!r}: {_one_line(err)}")
+        if schema is None:
+            schema = s
+        elif not s.equals(schema):
+            return DataError(f"{str(f)!r} has a schema that differs from {str(files[0])!r} in dataset {str(directory)!r}")
+    for f in files:
+        try:
+            pq.read_table(f)
+        except (pa.ArrowException, OSError) as err:
+            return DataError(f"cannot read {str(f)!r} in dataset {str(directory)!r}: {_one_line(err)}")
+    return None
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    # Dictionary-encoded columns (hive partition keys) are decoded to their value type.
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table.to_pandas(date_as_object=False)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def check_output_path(path: PathLike) -> Path:
+    """Check that ``path`` can be written as a file: its directory exists, it is not a directory.
+
+    Lets a command fail before long work rather than after it.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory of ``path`` does not exist (it is not created).
+    IsADirectoryError
+        ``path`` is a directory.
+    """
+    final = Path(path)
+    if not final.parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(final.parent)!r} does not exist")
+    if final.is_dir():
+        raise IsADirectoryError(f"output path {str(final)!r} is a directory")
+    return final
+
+
+@contextlib.contextmanager
+def replacing(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    The temporary name is ``.<name>.tmp-<pid>`` in the same directory (hidden, so a
+    directory read as a dataset skips it); on any exception it is removed and the
+    exception re-raised, so ``path`` is either the old file or the complete new one.
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory of ``path`` does not exist (it is not created).
+    IsADirectoryError
+        ``path`` is a directory.
+    """
+    final = check_output_path(path)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_parquet(frame: pd.DataFrame, path: PathLike) -> None:
+    """Write a frame to a Parquet file, all or nothing.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Written column by column with its dtypes (float32 target columns stay float32);
+        the index is not written.
+    path : str or path-like
+        The output file; its directory must exist. An existing file is replaced only
+        once the new one is complete (written to ``.<name>.tmp-<pid>``, then
+        :func:`os.replace`).
+
+    Raises
+    ------
+    FileNotFoundError
+        The output directory does not exist.
+    IsADirectoryError
+        ``path`` is a directory.
+    pyarrow.ArrowException, OSError
+        Conversion or write failures (no temporary file is left behind).
+    """
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
