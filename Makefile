@@ -1,0 +1,36 @@
+# Set-up on a fresh machine with only Python 3 and pip: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# CPU extras for development and CI; torch (when needed) is pinned to the local CPU build
+# by constraints-cpu.txt, never left to pull CUDA wheels.
+EXTRAS ?= plot,test,bench
+
+.PHONY: demo test bench bench-quick clean-cache clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/gpu-targets demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cpu.py --users 2048 --markdown docs/benchmarks-cpu-latest.md
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/bench_cpu.py --quick
+
+# Numba's on-disk cache is keyed on the file of the jitted function only; clear it after
+# editing a helper module (engines/elementwise.py, calendar.py).
+clean-cache:
+	find gpu_targets -name '*.nbi' -delete -o -name '*.nbc' -delete
+
+clean: clean-cache
+	rm -rf $(VENV) .pytest_cache .hypothesis
