@@ -38,17 +38,24 @@ def _require(frame: pd.DataFrame, names: list[str], fmt: str) -> None:
 
 
 def _sdsj2016(frame: pd.DataFrame) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     _require(frame, ["customer_id", "tr_datetime", "mcc_code", "amount"], "sdsj2016")
-    raw = frame["tr_datetime"].astype("string")
-    parts = raw.str.extract(r"^\s*(\d+) (\d{1,2}):(\d{2}):(\d{2})\s*$")
-    bad = parts[0].isna() & raw.notna()
+    raw = pa.array(frame["tr_datetime"].astype("string"), type=pa.string())
+    parts = pc.extract_regex(raw, r"^\s*(?P<d>\d+) (?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})\s*$")
+    bad = pc.and_(pc.is_null(parts), pc.is_valid(raw)).to_numpy(zero_copy_only=False)
     if bad.any():
-        rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
+        rows = np.flatnonzero(bad)[:5].tolist()
         raise DataError(f"column 'tr_datetime' is not '<day> HH:MM:SS' in {int(bad.sum())} rows (first rows: {rows})")
-    d = parts.astype("Int64")
-    seconds = d[0] * 86400 + d[1] * 3600 + d[2] * 60 + d[3]
+    d, h, m, sec = (pc.cast(pc.struct_field(parts, k), pa.int64()) for k in "dhms")
+    seconds = pc.add(pc.add(pc.multiply(d, 86400), pc.multiply(h, 3600)), pc.add(pc.multiply(m, 60), sec))
+    if seconds.null_count:
+        time = pd.Series(seconds.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=frame.index)
+    else:
+        time = pd.Series(seconds.to_numpy(), index=frame.index)
     return pd.DataFrame(
-        {"customer_id": frame["customer_id"], "tr_datetime": seconds, "amount": frame["amount"], "mcc_code": frame["mcc_code"]}
+        {"customer_id": frame["customer_id"], "tr_datetime": time, "amount": frame["amount"], "mcc_code": frame["mcc_code"]}
     )
 
 
