@@ -40,10 +40,11 @@ from .elementwise import (
     dd_add,
     dd_add_dd,
     moments_result,
+    neumaier_add,
     row_filter_bits,
     two_prod,
 )
-from .plan import ANY, COUNT, EXPANDING, MAX, MIN, NEXT, STD, TOPK, TRAILING, Plan, compile_plan
+from .plan import ANY, COUNT, EXPANDING, FULL, MAX, MIN, NEXT, STD, SUM, TOPK, TRAILING, Plan, compile_plan
 
 __all__ = ["compute", "group_users"]
 
@@ -177,13 +178,56 @@ def _source_run(p, g0, g1, mode):
 
 
 @njit(cache=True)
+def _expanding_moments(p, bits, bit, a, absf, agg, fill, dst):
+    """count/sum/mean/any over expanding periods: one flat pass, reset on a new period.
+
+    One loop per aggregation so that each compiles to a tight loop.
+    """
+    m = p.shape[0]
+    cur = p[0]
+    cnt = 0
+    s1 = 0.0
+    if agg == SUM:
+        for r in range(m):
+            if p[r] != cur:
+                cur = p[r]
+                s1 = 0.0
+            if bits[r] & bit:
+                s1 += abs(a[r]) if absf else a[r]
+            dst[r] = s1
+    elif agg == COUNT or agg == ANY:
+        for r in range(m):
+            if p[r] != cur:
+                cur = p[r]
+                cnt = 0
+            if bits[r] & bit:
+                cnt += 1
+            dst[r] = cnt if agg == COUNT else min(cnt, 1)
+    else:  # MEAN
+        for r in range(m):
+            if p[r] != cur:
+                cur = p[r]
+                s1 = 0.0
+                cnt = 0
+            if bits[r] & bit:
+                s1 += abs(a[r]) if absf else a[r]
+                cnt += 1
+            dst[r] = s1 / cnt if cnt > 0 else fill
+
+
+@njit(cache=True)
 def _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst):
     """count/sum/mean/std/any over period windows: one segmented pass per run.
 
-    Add-only sums are plain float64 (error ~ n eps sum|x|, as cumsum); std carries
-    double-double sums (see :func:`.elementwise.sample_std`).
+    Add-only sums are plain float64 (error ~ n eps sum|x|, as a cumulative sum); std
+    carries double-double sums (see :func:`.elementwise.sample_std`).
     """
     m = p.shape[0]
+    if m == 0:
+        return
+    if mode == EXPANDING and agg != STD:
+        _expanding_moments(p, bits, bit, a, absf, agg, fill, dst)
+        return
     std = agg == STD
     g0 = 0
     while g0 < m:
@@ -214,27 +258,49 @@ def _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst):
 
 
 @njit(cache=True)
-def _period_extreme(p, bits, bit, a, absf, mode, is_min, fill, dst):
-    """min/max over period windows."""
+def _expanding_extreme(p, bits, bit, a, absf, is_min, fill, dst):
+    """min/max over expanding periods: one flat pass, reset on a new period."""
     m = p.shape[0]
-    g0 = 0
-    while g0 < m:
-        g1 = _run_end(p, g0)
-        h0, h1 = _source_run(p, g0, g1, mode) if mode != EXPANDING else (g0, g1)
-        found = False
-        ext = fill
-        for r in range(h0, h1):
-            if bits[r] & bit:
-                x = _value(a, r, absf)
-                if not found or (x < ext if is_min else x > ext):
-                    ext = x
-                    found = True
-            if mode == EXPANDING:
-                dst[r] = ext
-        if mode != EXPANDING:
-            for r in range(g0, g1):
-                dst[r] = ext
-        g0 = g1
+    cur = p[0]
+    found = False
+    ext = fill
+    for r in range(m):
+        if p[r] != cur:
+            cur = p[r]
+            found = False
+            ext = fill
+        if bits[r] & bit:
+            x = abs(a[r]) if absf else a[r]
+            if not found or (x < ext if is_min else x > ext):
+                ext = x
+                found = True
+        dst[r] = ext
+
+
+@njit(cache=True)
+def _spread_full(p, dst):
+    """Expanding values -> full-period values: each run takes the value at its end."""
+    m = p.shape[0]
+    v = dst[m - 1]
+    for r in range(m - 2, -1, -1):
+        if p[r] != p[r + 1]:
+            v = dst[r]
+        dst[r] = v
+
+
+@njit(cache=True)
+def _shift_next(p, dst, empty):
+    """Expanding values -> next-period values: a run takes the full value of the run
+    right after it when that run is period p + 1, else the empty-window value."""
+    m = p.shape[0]
+    run_full = dst[m - 1]  # full value of the run being walked (set at its end)
+    v = empty
+    for r in range(m - 1, -1, -1):
+        if r < m - 1 and p[r] != p[r + 1]:
+            nxt_full = run_full  # the run above becomes "next"
+            run_full = dst[r]
+            v = nxt_full if p[r + 1] == p[r] + 1 else empty
+        dst[r] = v
 
 
 @njit(cache=True)
@@ -297,7 +363,11 @@ def _leaves(t, i, j, d, mode):
 
 @njit(cache=True)
 def _duration_moments(t, d, mode, bits, bit, a, absf, agg, fill, dst):
-    """count/sum/mean/std/any over (t-d, t] or (t, t+d]: two pointers, double-double sums."""
+    """count/sum/mean/std/any over (t-d, t] or (t, t+d]: two pointers, O(n).
+
+    Sums are compensated (Neumaier) and std sums double-double, so removing values
+    leaves no drift; the sums are reset exactly when the window empties.
+    """
     m = t.shape[0]
     need_sum = agg != COUNT and agg != ANY
     std = agg == STD
@@ -313,12 +383,13 @@ def _duration_moments(t, d, mode, bits, bit, a, absf, agg, fill, dst):
         while hi < end:
             if bits[hi] & bit:
                 cnt += 1
-                if need_sum:
+                if std:
                     x = _value(a, hi, absf)
                     s1h, s1l = dd_add(s1h, s1l, x)
-                    if std:
-                        ph, pl = two_prod(x, x)
-                        s2h, s2l = dd_add_dd(s2h, s2l, ph, pl)
+                    ph, pl = two_prod(x, x)
+                    s2h, s2l = dd_add_dd(s2h, s2l, ph, pl)
+                elif need_sum:
+                    s1h, s1l = neumaier_add(s1h, s1l, _value(a, hi, absf))
             hi += 1
         while lo < hi and _leaves(t, i, lo, d, mode):
             if bits[lo] & bit:
@@ -328,12 +399,13 @@ def _duration_moments(t, d, mode, bits, bit, a, absf, agg, fill, dst):
                     s1l = 0.0
                     s2h = 0.0
                     s2l = 0.0
-                elif need_sum:
+                elif std:
                     x = _value(a, lo, absf)
                     s1h, s1l = dd_add(s1h, s1l, -x)
-                    if std:
-                        ph, pl = two_prod(x, x)
-                        s2h, s2l = dd_add_dd(s2h, s2l, -ph, -pl)
+                    ph, pl = two_prod(x, x)
+                    s2h, s2l = dd_add_dd(s2h, s2l, -ph, -pl)
+                elif need_sum:
+                    s1h, s1l = neumaier_add(s1h, s1l, -_value(a, lo, absf))
             lo += 1
         dst[i] = moments_result(agg, cnt, s1h, s1l, s2h, s2l, fill)
 
@@ -431,34 +503,49 @@ def _duration_topk(t, d, mode, bits, bit, a, absf, k, fill, kres):
 
 @njit(cache=True)
 def _period_target(p, bits, bit, a, absf, mode, agg, k, fill, dst, kres, kbuf):
-    """Dispatch a period-window target (rows in run order, p non-decreasing)."""
+    """Dispatch a period-window target (rows in run order, p non-decreasing).
+
+    count/sum/mean/any/min/max: one flat expanding pass, then for ``full`` a backward
+    pass spreading each run's last value and for ``next`` a backward pass taking the
+    following run's; std and top-k walk the runs.
+    """
+    if p.shape[0] == 0:
+        return
     if agg == TOPK:
         _period_topk(p, bits, bit, a, absf, mode, k, fill, kres, kbuf)
-    elif agg == MIN or agg == MAX:
-        _period_extreme(p, bits, bit, a, absf, mode, agg == MIN, fill, dst)
-    else:
+        return
+    if agg == STD:
         _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst)
+        return
+    if agg == MIN or agg == MAX:
+        _expanding_extreme(p, bits, bit, a, absf, agg == MIN, fill, dst)
+    else:
+        _expanding_moments(p, bits, bit, a, absf, agg, fill, dst)
+    if mode == FULL:
+        _spread_full(p, dst)
+    elif mode == NEXT:
+        _shift_next(p, dst, moments_result(agg, 0, 0.0, 0.0, 0.0, 0.0, fill))
 
 
 @njit(cache=True)
-def _user_periods(lt, codes, pv, mono):
+def _user_periods(lraw, lfac, codes, pv, mono):
     """Period index of every row for each period kind used; flags non-monotone ones.
 
     Day-based periods are recomputed only when the local day changes (rows are in time
     order, so runs of equal days are long).
     """
-    m = lt.shape[0]
+    m = lraw.shape[0]
     for s in range(codes.shape[0]):
         code = codes[s]
         row = pv[s]
         if code == 0:
             for r in range(m):
-                row[r] = lt[r] // _NS_PER_HOUR
+                row[r] = (lraw[r] * lfac) // _NS_PER_HOUR
         else:
             last_day = np.int64(0)
             v = np.int64(0)
             for r in range(m):
-                day = lt[r] // _NS_PER_DAY
+                day = (lraw[r] * lfac) // _NS_PER_DAY
                 if r == 0 or day != last_day:
                     v = period_of_day(day, code)
                     last_day = day
@@ -474,25 +561,43 @@ def _user_periods(lt, codes, pv, mono):
 @njit(cache=True)
 def _user_targets(
     s, m, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
-    window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, kmax, out,
+    window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, kmax, need_ns,
+    out,
 ):
     """Every target for the user at sorted positions [s, s + m)."""
     n_cols = out.shape[0]
-    # gather the user's rows (in (time, row) order) once; they stay in cache
-    t = np.empty(m, dtype=np.int64)
-    lt = t if local_is_utc else np.empty(m, dtype=np.int64)
-    a = np.empty(m, dtype=np.float64)
+    # the user's rows in (time, row) order: views of the input when it is sorted,
+    # else gathered once; either way they stay in cache for every target
+    if has_order:
+        rows = order[s : s + m]
+        traw = np.empty(m, dtype=np.int64)
+        lraw = traw if local_is_utc else np.empty(m, dtype=np.int64)
+        a = np.empty(m, dtype=np.float64)
+        mc = np.empty(m, dtype=np.int32)
+        for r in range(m):
+            i = rows[r]
+            traw[r] = time[i]
+            if not local_is_utc:
+                lraw[r] = local[i]
+            a[r] = amount[i]
+            mc[r] = mcc[i]
+    else:
+        traw = time[s : s + m]
+        lraw = traw if local_is_utc else local[s : s + m]
+        a = amount[s : s + m]
+        mc = mcc[s : s + m]
     bits = np.empty(m, dtype=np.uint64)
     for r in range(m):
-        i = order[s + r] if has_order else s + r
-        t[r] = time[i] * tfac
-        if not local_is_utc:
-            lt[r] = local[i] * lfac
-        a[r] = amount[i]
-        bits[r] = row_filter_bits(mcc[i], a[r], mcc_bits, sign_bits, nomcc_bits)
+        bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+    if need_ns and tfac != 1:
+        t = np.empty(m, dtype=np.int64)
+        for r in range(m):
+            t[r] = traw[r] * tfac
+    else:
+        t = traw
     pv = np.empty((codes.shape[0], m), dtype=np.int64)
     mono = np.empty(codes.shape[0], dtype=np.bool_)
-    _user_periods(lt, codes, pv, mono)
+    _user_periods(lraw, lfac, codes, pv, mono)
     # unsorted input: results land in res, then are scattered to input order
     res = np.empty((n_cols if has_order else 0, m), dtype=np.float32)
     kres = np.empty((kmax, m), dtype=np.float32)
@@ -544,13 +649,15 @@ def _kernel(
 ):
     """prange over users u0..u1: each user's targets, computed from cache-resident rows."""
     kmax = 1
+    need_ns = False
     for ti in range(window.shape[0]):
         kmax = max(kmax, k[ti])
+        need_ns = need_ns or window[ti] > NEXT
     for u in prange(u0, u1):
         _user_targets(
             offsets[u], offsets[u + 1] - offsets[u], order, has_order, time, tfac, local, lfac, local_is_utc,
             amount, mcc, window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits,
-            nomcc_bits, kmax, out,
+            nomcc_bits, kmax, need_ns, out,
         )
 
 

@@ -53,6 +53,22 @@ def dd_add(hi, lo, x):
 
 
 @register_jitable
+def neumaier_add(s, c, x):
+    """Compensated running sum: (s, c) + x with the rounding error of s + x kept in c.
+
+    Neumaier's variant of Kahan summation (A. Neumaier, ZAMM 54, 1974): the result
+    ``s + c`` is accurate to ~2 eps |sum| whatever the order of adds and removes, and the
+    critical path is one addition (c is a separate chain).
+    """
+    t = s + x
+    if abs(s) >= abs(x):
+        c += (s - t) + x
+    else:
+        c += (x - t) + s
+    return t, c
+
+
+@register_jitable
 def two_prod(a, b):
     """a * b as an exact double-double (Dekker's product, no FMA needed)."""
     p = a * b
