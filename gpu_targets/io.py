@@ -260,5 +260,8 @@ def write_parquet(frame: pd.DataFrame, path: PathLike) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    # dictionary encoding pays off for ids and codes, not for continuous float targets
+    # (it made writing 2.4x slower and the file larger on seed20 output)
+    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
     with replacing(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
