@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba.extending import register_jitable
 
-from .plan import ANY, COUNT, MAX, MEAN, MIN, STD, SUM
+from .plan import ANY, COUNT, MEAN, STD, SUM
 
 
 @register_jitable
@@ -125,20 +125,3 @@ def moments_result(agg, cnt, s1h, s1l, s2h, s2l, fill):
     if agg == STD:
         return sample_std(cnt, s1h, s1l, s2h, s2l) if cnt >= 2 else fill
     return fill
-
-
-@register_jitable
-def better(agg, x, y):
-    """True when x should replace y as the window's extreme (MIN: smaller, MAX: larger)."""
-    if agg == MIN:
-        return x < y
-    return x > y
-
-
-@register_jitable
-def at_least_as_good(agg, x, y):
-    """Deque pop rule: a new value x makes an older y useless when x is as good or better."""
-    if agg == MAX:
-        return x >= y
-    return x <= y
-

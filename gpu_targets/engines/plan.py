@@ -32,10 +32,10 @@ class Plan:
 
     Attributes (one entry per target unless noted)
     ----------------------------------------------
-    window : int8 [T]          EXPANDING .. FORWARD
+    window : int64 [T]         EXPANDING .. FORWARD
     param : int64 [T]          period code (0 hour .. 5 year) or duration in ns
     period_slot : int64 [T]    index into the per-user period arrays (-1 for durations)
-    agg : int8 [T]             COUNT .. TOPK
+    agg : int64 [T]            COUNT .. TOPK
     k : int64 [T]              topk size (1 otherwise)
     fbit : int64 [T]           filter bit of the target
     absval : bool [T]          aggregate |amount|
@@ -118,10 +118,10 @@ def compile_plan(config: Config) -> Plan:
             sign_bits[2] |= np.uint64(bit)
     mcc_bits |= np.uint64(nomcc)
     return Plan(
-        window=np.asarray(window, dtype=np.int8),
+        window=np.asarray(window, dtype=np.int64),
         param=np.asarray(param, dtype=np.int64),
         period_slot=np.asarray(slot, dtype=np.int64),
-        agg=np.asarray(agg, dtype=np.int8),
+        agg=np.asarray(agg, dtype=np.int64),
         k=np.asarray(k, dtype=np.int64),
         fbit=np.asarray(fbit, dtype=np.int64),
         absval=np.asarray(absval, dtype=np.bool_),
