@@ -225,14 +225,14 @@ class Target(_Model):
     def _check_k(self) -> "Target":
         if self.agg == "topk":
             if self.k is None or isinstance(self.k, bool) or self.k < 1:
-                raise ValueError("topk needs an integer k >= 1")
+                raise _KeyProblem("k", f"topk needs an integer k >= 1 (got {self.k!r})")
         elif self.k is not None:
-            raise ValueError(f"k is only for agg topk, not {self.agg}")
+            raise _KeyProblem("k", f"k is only for agg topk, not {self.agg} (got k={self.k!r})")
         w = self.window
         allowed = PERIOD_MODES if w.period is not None else DURATION_MODES
         if w.mode not in allowed:
-            raise ValueError(
-                f"mode {w.mode!r} does not belong to a {w.kind} window; allowed: {', '.join(allowed)}"
+            raise _KeyProblem(
+                "window.mode", f"mode {w.mode!r} does not belong to a {w.kind} window; allowed: {', '.join(allowed)}"
             )
         return self
 
@@ -294,6 +294,14 @@ class Config(_Model):
         return self.model_copy(update={"targets": [by_name[n] for n in names]})
 
 
+class _KeyProblem(ValueError):
+    """A cross-field rule broken at a sub-key of the model being validated."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
 class _DuplicateName(ValueError):
     def __init__(self, index: int, name: str, column: str, first: int):
         self.index, self.name, self.column, self.first = index, name, column, first
@@ -353,8 +361,12 @@ def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
         msg = f"{msg} (got {value!r})"
     key = str(loc[-1]) if loc else ""
     allowed = _ALLOWED_BY_KEY.get(key, "") if etype != "extra_forbidden" else ""
-    if isinstance(e.get("ctx", {}).get("error"), _DuplicateName):
-        d = e["ctx"]["error"]
+    problem = e.get("ctx", {}).get("error")
+    if isinstance(problem, _KeyProblem):
+        path = f"{path}.{problem.key}" if path else problem.key
+        msg = str(problem)
+    if isinstance(problem, _DuplicateName):
+        d = problem
         path = f"targets[{d.index}].name"
         msg = str(d)
         value = d.name

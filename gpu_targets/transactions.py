@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import njit, prange
 
 from .spec import Config
 
@@ -113,23 +113,29 @@ def _user_array(s: pd.Series, name: str) -> tuple[np.ndarray, bool]:
     raise DataError(f"column {name!r} (user) has dtype {dt}; expected integers or strings")
 
 
-@njit(cache=True)
+_CHUNKS = 64
+
+
+@njit(cache=True, parallel=True)
 def _tick_range(v, nat):
-    """(min, max, number of NaT) of int64 ticks, NaT excluded; one pass."""
-    lo = np.iinfo(np.int64).max
-    hi = np.iinfo(np.int64).min
-    n_nat = 0
-    for x in v:
-        if x == nat:
-            n_nat += 1
-        else:
-            lo = min(lo, x)
-            hi = max(hi, x)
-    return lo, hi, n_nat
+    """(min, max, number of NaT) of int64 ticks, NaT excluded; one parallel pass."""
+    n = v.shape[0]
+    lo = np.full(_CHUNKS, np.iinfo(np.int64).max)
+    hi = np.full(_CHUNKS, np.iinfo(np.int64).min)
+    n_nat = np.zeros(_CHUNKS, dtype=np.int64)
+    for c in prange(_CHUNKS):
+        for i in range(c * n // _CHUNKS, (c + 1) * n // _CHUNKS):
+            x = v[i]
+            if x == nat:
+                n_nat[c] += 1
+            else:
+                lo[c] = min(lo[c], x)
+                hi[c] = max(hi[c], x)
+    return lo.min(), hi.max(), n_nat.sum()
 
 
-def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.ndarray, int]:
-    """(int64 ticks, ns per tick); nulls become INT64_MIN (caller checks the null mask)."""
+def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.ndarray, int, int]:
+    """(int64 ticks, ns per tick, number of nulls); nulls are INT64_MIN."""
     dt = s.dtype
     if isinstance(dt, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -139,33 +145,34 @@ def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.n
         unit = np.datetime_data(v.dtype)[0]
         if unit not in _UNIT_NS:
             v, unit = v.astype("datetime64[ns]"), "ns"
-        return _checked_ticks(v.view(np.int64), _UNIT_NS[unit], name), _UNIT_NS[unit]
+        return _checked_ticks(v.view(np.int64), _UNIT_NS[unit], name)
     if pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt):
         if time_unit is None:
             raise DataError(
                 f"column {name!r} (time) holds integers: set time_unit (s, ms, us, ns or D) in the config"
             )
         v = s.to_numpy(dtype=np.int64, na_value=_NAT)
-        return _checked_ticks(v, _UNIT_NS[time_unit], name), _UNIT_NS[time_unit]
+        return _checked_ticks(v, _UNIT_NS[time_unit], name)
     if pd.api.types.is_string_dtype(dt) or dt == object:
         try:
             parsed = pd.to_datetime(s, utc=True, format="ISO8601")
         except (ValueError, TypeError, OverflowError) as err:
             raise DataError(f"column {name!r} (time) holds strings that are not ISO-8601 times: {err}") from None
-        return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64), 1
+        return _checked_ticks(parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64), 1, name)
     raise DataError(
         f"column {name!r} (time) has dtype {dt}; expected datetime64, ISO-8601 strings or integers with time_unit"
     )
 
 
-def _checked_ticks(v: np.ndarray, factor: int, name: str) -> np.ndarray:
-    if factor == 1 or len(v) == 0:
-        return v
-    lo, hi, _ = _tick_range(v, _NAT)
+def _checked_ticks(v: np.ndarray, factor: int, name: str) -> tuple[np.ndarray, int, int]:
+    """Check that ticks * factor fits int64 ns; count the nulls. One pass."""
+    if len(v) == 0:
+        return v, factor, 0
+    lo, hi, n_nat = _tick_range(v, _NAT)
     lim = _INT64_MAX // factor
-    if hi > lim or lo < -lim:
+    if n_nat < len(v) and (hi > lim or lo < -lim):
         raise DataError(f"column {name!r} (time) has values outside the int64 nanosecond range (years 1678-2261)")
-    return v
+    return v, factor, int(n_nat)
 
 
 def _amount_array(s: pd.Series, name: str) -> np.ndarray:
@@ -228,14 +235,12 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
 
     user_s, time_s = frame[cols.user], frame[cols.time]
     user, user_is_code = _user_array(user_s, cols.user)
-    time, time_factor = _time_array(time_s, cols.time, config.time_unit)
+    time, time_factor, n_null_time = _time_array(time_s, cols.time, config.time_unit)
     amount = _amount_array(frame[cols.amount], cols.amount)
     mcc = _mcc_array(frame[cols.mcc], cols.mcc)
 
     bad_user = _null_mask(user_s) if _may_hold_nulls(user_s) and user_s.hasnans else None
-    bad_time = None
-    if _tick_range(time, _NAT)[2]:
-        bad_time = time == _NAT
+    bad_time = (time == _NAT) if n_null_time else None
     kept = None
     if bad_user is not None or bad_time is not None:
         if config.on_invalid == "error":

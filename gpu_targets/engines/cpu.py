@@ -55,29 +55,44 @@ _INT64_MAX = np.iinfo(np.int64).max
 # --------------------------------------------------------------------------- grouping
 
 
-@njit(cache=True)
+_CHUNKS = 64  # row chunks of the parallel scans below
+
+
+@njit(cache=True, parallel=True)
 def _grouped_and_sorted(user, time):
-    for i in range(1, user.shape[0]):
-        if user[i] < user[i - 1] or (user[i] == user[i - 1] and time[i] < time[i - 1]):
-            return False
-    return True
-
-
-@njit(cache=True)
-def _run_offsets(user):
+    """True when users come in non-decreasing runs with non-decreasing times inside."""
     n = user.shape[0]
-    count = 1
-    for i in range(1, n):
-        if user[i] != user[i - 1]:
-            count += 1
-    offsets = np.empty(count + 1, dtype=np.int64)
+    ok = np.ones(_CHUNKS, dtype=np.bool_)
+    for c in prange(_CHUNKS):
+        for i in range(max(1, c * n // _CHUNKS), (c + 1) * n // _CHUNKS):
+            if user[i] < user[i - 1] or (user[i] == user[i - 1] and time[i] < time[i - 1]):
+                ok[c] = False
+                break
+    return ok.all()
+
+
+@njit(cache=True, parallel=True)
+def _run_offsets(user):
+    """Start of each run of equal user ids, and n at the end (two parallel passes)."""
+    n = user.shape[0]
+    counts = np.zeros(_CHUNKS + 1, dtype=np.int64)
+    for c in prange(_CHUNKS):
+        k = 0
+        for i in range(max(1, c * n // _CHUNKS), (c + 1) * n // _CHUNKS):
+            if user[i] != user[i - 1]:
+                k += 1
+        counts[c + 1] = k
+    for c in range(_CHUNKS):
+        counts[c + 1] += counts[c]
+    offsets = np.empty(counts[_CHUNKS] + 2, dtype=np.int64)
     offsets[0] = 0
-    j = 1
-    for i in range(1, n):
-        if user[i] != user[i - 1]:
-            offsets[j] = i
-            j += 1
-    offsets[count] = n
+    offsets[-1] = n
+    for c in prange(_CHUNKS):
+        j = counts[c] + 1
+        for i in range(max(1, c * n // _CHUNKS), (c + 1) * n // _CHUNKS):
+            if user[i] != user[i - 1]:
+                offsets[j] = i
+                j += 1
     return offsets
 
 
@@ -260,22 +275,20 @@ def _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst):
 
 @njit(cache=True)
 def _expanding_extreme(p, bits, bit, a, absf, is_min, fill, dst):
-    """min/max over expanding periods: one flat pass, reset on a new period."""
+    """min/max over expanding periods: one flat, branch-free pass (rows outside V count
+    as +inf for min, -inf for max; amounts are finite or NaN)."""
     m = p.shape[0]
+    init = np.inf if is_min else -np.inf
     cur = p[0]
-    found = False
-    ext = fill
+    ext = init
     for r in range(m):
         if p[r] != cur:
             cur = p[r]
-            found = False
-            ext = fill
-        if bits[r] & bit:
-            x = abs(a[r]) if absf else a[r]
-            if not found or (x < ext if is_min else x > ext):
-                ext = x
-                found = True
-        dst[r] = ext
+            ext = init
+        x = abs(a[r]) if absf else a[r]
+        v = x if bits[r] & bit else init
+        ext = min(ext, v) if is_min else max(ext, v)
+        dst[r] = ext if ext != init else fill
 
 
 @njit(cache=True)

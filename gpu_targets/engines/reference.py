@@ -35,7 +35,7 @@ def _period_of(local_ns: np.ndarray, period: str) -> np.ndarray:
         return day
     if period == "week":
         # day 0 (1970-01-01) is a Thursday; Monday-based weeks
-        monday = day - t.dt.dayofweek.to_numpy(np.int64)
+        monday = day - t.dt.day_of_week.to_numpy(np.int64)
         return np.floor_divide(monday + 3, 7)
     if period == "month":
         return (year - 1970) * 12 + (month - 1)
