@@ -168,7 +168,9 @@ def _checked_ticks(v: np.ndarray, factor: int, name: str) -> tuple[np.ndarray, i
     """Check that ticks * factor fits int64 ns; count the nulls. One pass."""
     if len(v) == 0:
         return v, factor, 0
-    lo, hi, n_nat = _tick_range(v, _NAT)
+    ro = v.view()
+    ro.flags.writeable = False  # one compiled signature whatever pandas handed over
+    lo, hi, n_nat = _tick_range(ro, _NAT)
     lim = _INT64_MAX // factor
     if n_nat < len(v) and (hi > lim or lo < -lim):
         raise DataError(f"column {name!r} (time) has values outside the int64 nanosecond range (years 1678-2261)")

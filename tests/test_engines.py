@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import RTOL_STD, assert_close, assert_matches_reference, run
-from gpu_targets import DataError
+from gpu_targets import DataError, generate
 
 nan = float("nan")
 DAY = 86400
@@ -667,6 +667,38 @@ def test_timezones_match_reference_over_a_dst_year(engine, timezone):
     assert_matches_reference(data, config, engine)
 
 
+def test_larger_random_table_matches_reference(engine):
+    """Every aggregation over every window kind on ~250 rows per user (long windows, ties,
+    NaN amounts, null MCCs): what the small hypothesis tables cannot reach."""
+    rng = np.random.default_rng(20240601)
+    n = 750
+    seconds = pd.Timestamp("2024-02-20").value // 10**9 + rng.integers(0, 60 * DAY, n)
+    seconds[rng.random(n) < 0.3] //= 3600
+    seconds = np.where(seconds < 10**9, seconds * 3600, seconds)  # a third on whole hours: ties
+    amount = np.round(rng.normal(-50, 300, n), 2)
+    amount[rng.random(n) < 0.05] = nan
+    amount[rng.random(n) < 0.05] = 0.0
+    mcc = pd.array(rng.choice([5411, 5812, 6011, 4829], n), dtype="Int64")
+    mcc[rng.random(n) < 0.05] = None
+    data = frame(pd.to_datetime(seconds, unit="s"), amount, users=rng.choice(["u1", "u2", "u3"], n), mcc=mcc)
+    windows = {"ed": P("day", "expanding"), "fw": P("week", "full"), "nm": P("month", "next"),
+               "t3d": D("3d", "trailing"), "f36h": D("36h", "forward"), "t30m": D("30min", "trailing")}
+    targets = []
+    for wname, w in windows.items():
+        for agg in ("count", "sum", "mean", "min", "max", "std", "any"):
+            targets.append(T(f"{agg}_{wname}", agg, w, fill=nan))
+        targets.append(T(f"top_{wname}", "topk", w, k=3, fill=-1.0))
+        targets.append(T(f"neg_{wname}", "sum", w, sign="negative", abs=True, mcc=[5411, 5812]))
+    assert_matches_reference(data, cfg(*targets, timezone="Europe/Moscow"), engine)
+
+
+def test_integer_amounts(backend):
+    data = frame([0, 0, 1], np.array([3, -4, 5], dtype=np.int64))
+    config = cfg(T("s", "sum", P("year", "expanding")), T("sd", "std", P("year", "full")),
+                 T("mn", "min", D("1d", "trailing"), abs=True), time_unit="D")
+    check(backend, data, config, {"s": [3, -1, 4], "sd": [4.725815626252609] * 3, "mn": [3, 3, 5]})
+
+
 # --------------------------------------------------------------------------- users, units, order
 
 
@@ -795,8 +827,6 @@ def test_output_columns_dtypes_and_extra_columns(backend):
 def test_engine_does_not_modify_input(backend):
     data = frame([3, 1, 2], [1.0, nan, -4.0], users=["b", "a", "b"])
     before = data.copy()
-    from gpu_targets import generate
-
     generate(data, cfg(T("s", "sum", D("2d", "trailing"), abs=True), time_unit="D"), backend=backend)
     pd.testing.assert_frame_equal(data, before)
 

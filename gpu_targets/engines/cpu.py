@@ -131,6 +131,14 @@ def _sort_time_within_users(order, offsets, time):
                 order[s + i] = rows[perm[i]]
 
 
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view: every array handed to a kernel has the same Numba type whatever
+    pandas gave us (writable or not), so each kernel compiles once."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def group_users(tx: Transactions):
     """Order rows by ``(user, time, input row)``.
 
@@ -146,17 +154,19 @@ def group_users(tx: Transactions):
     offsets : ndarray of int64, shape (n_users + 1,)
         User ``u`` occupies sorted positions ``offsets[u]:offsets[u+1]``.
     """
-    if _grouped_and_sorted(tx.user, tx.time):
-        return None, _run_offsets(tx.user)
+    user, time = _ro(tx.user), _ro(tx.time)
+    if _grouped_and_sorted(user, time):
+        return None, _run_offsets(user)
     if tx.user_is_code:
         codes, n_codes = tx.user, int(tx.user.max()) + 1
     else:
         codes, uniques = pd.factorize(tx.user, sort=False)
         codes, n_codes = codes.astype(np.int64, copy=False), len(uniques)
-    if _grouped_and_sorted(codes, tx.time):
+    codes = _ro(codes)
+    if _grouped_and_sorted(codes, time):
         return None, _run_offsets(codes)
     order, offsets = _counting_sort(codes, n_codes)
-    _sort_time_within_users(order, offsets, tx.time)
+    _sort_time_within_users(order, offsets, time)
     return order, offsets
 
 
@@ -197,20 +207,23 @@ def _source_run(p, g0, g1, mode):
 def _expanding_moments(p, bits, bit, a, absf, agg, fill, dst):
     """count/sum/mean/any over expanding periods: one flat pass, reset on a new period.
 
-    One loop per aggregation so that each compiles to a tight loop.
+    Sums are compensated (Neumaier), so large cancelling amounts (1e12, 0.1, -1e12) still
+    give 0.1; one loop per aggregation so that each compiles to a tight loop.
     """
     m = p.shape[0]
     cur = p[0]
     cnt = 0
     s1 = 0.0
+    c1 = 0.0
     if agg == SUM:
         for r in range(m):
             if p[r] != cur:
                 cur = p[r]
                 s1 = 0.0
+                c1 = 0.0
             if bits[r] & bit:
-                s1 += abs(a[r]) if absf else a[r]
-            dst[r] = s1
+                s1, c1 = neumaier_add(s1, c1, abs(a[r]) if absf else a[r])
+            dst[r] = s1 + c1
     elif agg == COUNT or agg == ANY:
         for r in range(m):
             if p[r] != cur:
@@ -224,19 +237,20 @@ def _expanding_moments(p, bits, bit, a, absf, agg, fill, dst):
             if p[r] != cur:
                 cur = p[r]
                 s1 = 0.0
+                c1 = 0.0
                 cnt = 0
             if bits[r] & bit:
-                s1 += abs(a[r]) if absf else a[r]
+                s1, c1 = neumaier_add(s1, c1, abs(a[r]) if absf else a[r])
                 cnt += 1
-            dst[r] = s1 / cnt if cnt > 0 else fill
+            dst[r] = (s1 + c1) / cnt if cnt > 0 else fill
 
 
 @njit(cache=True)
 def _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst):
     """count/sum/mean/std/any over period windows: one segmented pass per run.
 
-    Add-only sums are plain float64 (error ~ n eps sum|x|, as a cumulative sum); std
-    carries double-double sums (see :func:`.elementwise.sample_std`).
+    Only std reaches this run-by-run walk (double-double sums, see
+    :func:`.elementwise.sample_std`); the other aggregations take the flat passes.
     """
     m = p.shape[0]
     if m == 0:
@@ -759,7 +773,8 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
     if order is None:
         order = np.empty(0, dtype=np.int64)
     local_is_utc = config.timezone == "UTC"
-    local = tx.time if local_is_utc else local_wall_clock_ns(tx.time_ns, config.timezone)
+    time, amount, mcc = _ro(tx.time), _ro(tx.amount), _ro(tx.mcc)
+    local = time if local_is_utc else _ro(local_wall_clock_ns(tx.time_ns, config.timezone))
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
     out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
     n_users = offsets.shape[0] - 1
@@ -768,8 +783,8 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
         u1 = int(np.searchsorted(offsets, offsets[u0] + rows_per_batch, side="right")) - 1
         u1 = min(max(u1, u0 + 1), n_users)
         _kernel(
-            offsets, order, has_order, tx.time, np.int64(tx.time_factor), local, lfac, local_is_utc,
-            tx.amount, tx.mcc,
+            offsets, order, has_order, time, np.int64(tx.time_factor), local, lfac, local_is_utc,
+            amount, mcc,
             plan.window, plan.param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
             plan.fill, plan.col, plan.period_codes, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits,
             out, u0, u1,
