@@ -377,14 +377,13 @@ def _period_topk(p, bits, bit, a, absf, mode, k, fill, kres, kbuf):
 
 
 @njit(cache=True)
-def _compact(t, bits, bit, a, absf, vt, vv, upto):
-    """V in order: times vt[:nv] (vt[nv] = int64 max, a sentinel), values vv[:nv];
+def _compact(t, bits, bit, a, vt, vv, upto):
+    """V in order: times vt[:nv] (vt[nv] = int64 max, a sentinel), raw amounts vv[:nv];
     upto[r] = number of V rows at positions <= r. Branchless; returns nv."""
     nv = 0
     for r in range(t.shape[0]):
         vt[nv] = t[r]
-        x = a[r]
-        vv[nv] = abs(x) if absf else x
+        vv[nv] = a[r]
         nv += 1 if bits[r] & bit else 0
         upto[r] = nv
     vt[nv] = _INT64_MAX
@@ -409,17 +408,25 @@ def _count_upto(vt, t, shift, out):
 
 @njit(cache=True)
 def _window_bounds(t, d, mode, vt, upto, lo, hi):
-    """[lo[i], hi[i]) = W(i) in V: trailing (t_i - d, t_i] up to row i, forward (t_i, t_i + d]."""
+    """[lo[i], hi[i]) = W(i) in V: trailing (t_i - d, t_i] up to row i, forward (t_i, t_i + d].
+
+    Returns the (lo, hi) arrays to use: for trailing windows hi is ``upto`` itself; for
+    forward windows lo[i] is ``upto`` at the last row tied with row i.
+    """
+    m = t.shape[0]
+    _count_upto(vt, t, -d if mode == TRAILING else d, lo if mode == TRAILING else hi)
     if mode == TRAILING:
-        _count_upto(vt, t, -d, lo)
-        hi[:] = upto
-    else:
-        _count_upto(vt, t, 0, lo)
-        _count_upto(vt, t, d, hi)
+        return lo, upto
+    cur = upto[m - 1]
+    for r in range(m - 1, -1, -1):
+        if r < m - 1 and t[r] != t[r + 1]:
+            cur = upto[r]
+        lo[r] = cur
+    return lo, hi
 
 
 @njit(cache=True)
-def _sliding_moments(vv, nv, lo, hi, agg, fill, dst):
+def _sliding_moments(vv, nv, absf, lo, hi, agg, fill, dst):
     """count/sum/mean/any from compensated prefix sums: sum(W) = P[hi] - P[lo]."""
     m = lo.shape[0]
     if agg == COUNT or agg == ANY:
@@ -434,7 +441,7 @@ def _sliding_moments(vv, nv, lo, hi, agg, fill, dst):
     ps[0] = 0.0
     pc[0] = 0.0
     for j in range(nv):
-        s, c = neumaier_add(s, c, vv[j])
+        s, c = neumaier_add(s, c, abs(vv[j]) if absf else vv[j])
         ps[j + 1] = s
         pc[j + 1] = c
     for i in range(m):
@@ -447,7 +454,7 @@ def _sliding_moments(vv, nv, lo, hi, agg, fill, dst):
 
 
 @njit(cache=True)
-def _sliding_std(vv, nv, lo, hi, fill, dst):
+def _sliding_std(vv, nv, absf, lo, hi, fill, dst):
     """Sample std (ddof=1) from double-double prefix sums of x and x^2 (exact to ~1e-30)."""
     s1h = np.empty(nv + 1, dtype=np.float64)
     s1l = np.empty(nv + 1, dtype=np.float64)
@@ -458,7 +465,7 @@ def _sliding_std(vv, nv, lo, hi, fill, dst):
     s2h[0] = 0.0
     s2l[0] = 0.0
     for j in range(nv):
-        x = vv[j]
+        x = abs(vv[j]) if absf else vv[j]
         s1h[j + 1], s1l[j + 1] = dd_add(s1h[j], s1l[j], x)
         ph, pl = two_prod(x, x)
         s2h[j + 1], s2l[j + 1] = dd_add_dd(s2h[j], s2l[j], ph, pl)
@@ -480,7 +487,7 @@ def _sliding_std(vv, nv, lo, hi, fill, dst):
 
 
 @njit(cache=True)
-def _sliding_extreme(vv, nv, lo, hi, is_min, fill, dst):
+def _sliding_extreme(vv, nv, absf, lo, hi, is_min, fill, dst):
     """min/max over [lo[i], hi[i]) with a sparse table: O(nv log w) to build, where w is
     the longest window, and a branch-free O(1) query per row (max of two overlapping
     power-of-two blocks).
@@ -498,7 +505,7 @@ def _sliding_extreme(vv, nv, lo, hi, is_min, fill, dst):
         levels += 1
     st = np.empty((levels, nv + 1), dtype=np.float64)
     for j in range(nv):
-        st[0, j] = vv[j]
+        st[0, j] = abs(vv[j]) if absf else vv[j]
     for lev in range(1, levels):
         half = 1 << (lev - 1)
         prev = st[lev - 1]
@@ -523,14 +530,15 @@ def _sliding_extreme(vv, nv, lo, hi, is_min, fill, dst):
 
 
 @njit(cache=True)
-def _sliding_topk(vv, nv, lo, hi, k, fill, kres):
+def _sliding_topk(vv, nv, absf, lo, hi, k, fill, kres):
     """top-k over [lo[i], hi[i]): Fenwick tree of counts over the ranks of V's values.
 
     O(nv log nv) to rank, O(log nv) per insert/remove, O(k log nv) per row to read the
     k largest as order statistics.
     """
-    perm = np.argsort(vv[:nv])
-    sorted_vals = vv[:nv][perm]
+    vals = np.abs(vv[:nv]) if absf else vv[:nv].copy()
+    perm = np.argsort(vals)
+    sorted_vals = vals[perm]
     rank = np.empty(nv, dtype=np.int64)  # 1-based Fenwick index of each V position
     for j in range(nv):
         rank[perm[j]] = j + 1
@@ -571,18 +579,16 @@ def _sliding_topk(vv, nv, lo, hi, k, fill, kres):
 
 
 @njit(cache=True)
-def _duration_target(t, d, mode, bits, bit, a, absf, agg, k, fill, dst, kres, vt, vv, upto, lo, hi):
-    """A trailing/forward target for one user: compact V, bound W(i), aggregate."""
-    nv = _compact(t, bits, bit, a, absf, vt, vv, upto)
-    _window_bounds(t, d, mode, vt, upto, lo, hi)
+def _duration_target(vv, nv, lo, hi, absf, agg, k, fill, dst, kdst):
+    """A trailing/forward target for one user from V (compacted) and W(i) = [lo, hi)."""
     if agg == TOPK:
-        _sliding_topk(vv, nv, lo, hi, k, fill, kres)
+        _sliding_topk(vv, nv, absf, lo, hi, k, fill, kdst)
     elif agg == MIN or agg == MAX:
-        _sliding_extreme(vv, nv, lo, hi, agg == MIN, fill, dst)
+        _sliding_extreme(vv, nv, absf, lo, hi, agg == MIN, fill, dst)
     elif agg == STD:
-        _sliding_std(vv, nv, lo, hi, fill, dst)
+        _sliding_std(vv, nv, absf, lo, hi, fill, dst)
     else:
-        _sliding_moments(vv, nv, lo, hi, agg, fill, dst)
+        _sliding_moments(vv, nv, absf, lo, hi, agg, fill, dst)
 
 
 @njit(cache=True)
@@ -646,7 +652,7 @@ def _user_periods(lraw, lfac, codes, pv, mono):
 def _user_targets(
     s, m, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
     window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, kmax, need_ns,
-    out,
+    window_key, out,
 ):
     """Every target for the user at sorted positions [s, s + m)."""
     n_cols = out.shape[0]
@@ -684,8 +690,7 @@ def _user_targets(
     _user_periods(lraw, lfac, codes, pv, mono)
     # unsorted input: results land in res, then are scattered to input order
     res = np.empty((n_cols if has_order else 0, m), dtype=np.float32)
-    kres = np.empty((kmax, m), dtype=np.float32)
-    tmp = np.empty(m, dtype=np.float32)
+    kres = np.empty((kmax, m), dtype=np.float32)  # non-monotone periods only
     kbuf = np.empty(kmax, dtype=np.float64)
     # scratch of the duration windows
     n_dur = m if need_ns else 0
@@ -694,35 +699,42 @@ def _user_targets(
     upto = np.empty(n_dur, dtype=np.int64)
     lo = np.empty(n_dur, dtype=np.int64)
     hi = np.empty(n_dur, dtype=np.int64)
+    last_filter = -1
+    last_window = -1
+    nv = 0
+    wlo = lo
+    whi = hi
     for ti in range(window.shape[0]):
         c = col[ti]
         g = agg[ti]
         w = window[ti]
         bit = np.uint64(1) << np.uint64(fbit[ti])
-        dst = res[c] if has_order else out[c, s : s + m]
+        # destination rows: the output itself on sorted input, else the user's res rows
+        kdst = res[c : c + k[ti]] if has_order else out[c : c + k[ti], s : s + m]
+        dst = kdst[0]
         if w <= NEXT and mono[slot[ti]]:
-            _period_target(pv[slot[ti]], bits, bit, a, absval[ti], w, g, k[ti], fill[ti], dst, kres, kbuf)
+            _period_target(pv[slot[ti]], bits, bit, a, absval[ti], w, g, k[ti], fill[ti], dst, kdst, kbuf)
         elif w <= NEXT:
             # periods not monotone in time (DST fall-back across a boundary): visit the
             # rows in stable period order, which keeps (time, row) order inside a period
             ordp = np.argsort(pv[slot[ti]], kind="mergesort")
             _period_target(
-                pv[slot[ti]][ordp], bits[ordp], bit, a[ordp], absval[ti], w, g, k[ti], fill[ti], tmp, kres, kbuf
+                pv[slot[ti]][ordp], bits[ordp], bit, a[ordp], absval[ti], w, g, k[ti], fill[ti], kres[0], kres, kbuf
             )
-            if g == TOPK:
-                kres[:, ordp] = kres.copy()
-            else:
-                for q in range(m):
-                    dst[ordp[q]] = tmp[q]
-        else:
-            _duration_target(
-                t, param[ti], w, bits, bit, a, absval[ti], g, k[ti], fill[ti], dst, kres, vt, vv, upto, lo, hi
-            )
-        if g == TOPK:
             for j in range(k[ti]):
-                row = res[c + j] if has_order else out[c + j, s : s + m]
-                for r in range(m):
-                    row[r] = kres[j, r]
+                for q in range(m):
+                    kdst[j, ordp[q]] = kres[j, q]
+        else:
+            # targets run in plan order, which puts equal filters and windows side by
+            # side: V and W(i) are computed once for all of them
+            if fbit[ti] != last_filter:
+                nv = _compact(t, bits, bit, a, vt, vv, upto)
+                last_filter = fbit[ti]
+                last_window = -1
+            if window_key[ti] != last_window:
+                wlo, whi = _window_bounds(t, param[ti], w, vt, upto, lo, hi)
+                last_window = window_key[ti]
+            _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], dst, kdst)
     if has_order:
         for cc in range(n_cols):
             for r in range(m):
@@ -732,7 +744,7 @@ def _user_targets(
 @njit(cache=True, parallel=True)
 def _kernel(
     offsets, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
-    window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits,
+    window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, window_key,
     out, u0, u1,
 ):
     """prange over users u0..u1: each user's targets, computed from cache-resident rows."""
@@ -745,7 +757,7 @@ def _kernel(
         _user_targets(
             offsets[u], offsets[u + 1] - offsets[u], order, has_order, time, tfac, local, lfac, local_is_utc,
             amount, mcc, window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits,
-            nomcc_bits, kmax, need_ns, out,
+            nomcc_bits, kmax, need_ns, window_key, out,
         )
 
 
@@ -787,7 +799,7 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
             amount, mcc,
             plan.window, plan.param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
             plan.fill, plan.col, plan.period_codes, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits,
-            out, u0, u1,
+            plan.window_key, out, u0, u1,
         )
         if progress is not None:
             progress(int(offsets[u1] - offsets[u0]))

@@ -28,7 +28,7 @@ N_MCC = 10000
 
 @dataclass(frozen=True)
 class Plan:
-    """Kernel-ready description of a config's targets.
+    """Kernel-ready description of a config's targets, in execution order.
 
     Attributes (one entry per target unless noted)
     ----------------------------------------------
@@ -41,6 +41,7 @@ class Plan:
     absval : bool [T]          aggregate |amount|
     fill : float64 [T]         value of an empty window
     col : int64 [T]            first output row of the target
+    window_key : int64 [T]     id of (filter, duration, mode) for duration windows, -1 else
     period_codes : int64 [P]   the distinct period codes used (slot order)
     mcc_bits : uint64 [10000]  bit f set when MCC passes filter f's mcc list (or f has none)
     sign_bits : uint64 [3]     filters allowed for amount < 0, == 0, > 0
@@ -61,6 +62,7 @@ class Plan:
     sign_bits: np.ndarray
     nomcc_bits: np.uint64
     n_columns: int
+    window_key: np.ndarray
 
 
 def compile_plan(config: Config) -> Plan:
@@ -101,6 +103,21 @@ def compile_plan(config: Config) -> Plan:
         col.append(c)
         c += len(t.output_columns)
 
+    # execution order: period windows first, then duration windows with equal filters and
+    # equal (duration, mode) side by side, so the kernels compute V and W(i) once for them
+    n = len(targets)
+    run = sorted(range(n), key=lambda i: (window[i] > NEXT, fbit[i], param[i] if window[i] > NEXT else 0, window[i], i))
+    window_keys: dict[tuple, int] = {}
+    window_key = []
+    for i in run:
+        if window[i] > NEXT:
+            window_key.append(window_keys.setdefault((fbit[i], param[i], window[i]), len(window_keys)))
+        else:
+            window_key.append(-1)
+    window, param, slot, agg, k, fbit, absval, fill, col = (
+        [v[i] for i in run] for v in (window, param, slot, agg, k, fbit, absval, fill, col)
+    )
+
     mcc_bits = np.zeros(N_MCC, dtype=np.uint64)
     nomcc = 0
     sign_bits = np.zeros(3, dtype=np.uint64)  # [negative, zero, positive]
@@ -132,4 +149,5 @@ def compile_plan(config: Config) -> Plan:
         sign_bits=sign_bits,
         nomcc_bits=np.uint64(nomcc),
         n_columns=c,
+        window_key=np.asarray(window_key, dtype=np.int64),
     )
