@@ -621,24 +621,27 @@ def _period_target(p, bits, bit, a, absf, mode, agg, k, fill, dst, kres, kbuf):
 def _user_periods(lraw, lfac, codes, pv, mono):
     """Period index of every row for each period kind used; flags non-monotone ones.
 
-    Day-based periods are recomputed only when the local day changes (rows are in time
-    order, so runs of equal days are long).
+    The local day is computed once per row; longer periods are derived from it only
+    when the day changes (rows are in time order, so runs of equal days are long).
     """
     m = lraw.shape[0]
-    for s in range(codes.shape[0]):
+    n_codes = codes.shape[0]
+    day = np.empty(m, dtype=np.int64)
+    for r in range(m):
+        day[r] = (lraw[r] * lfac) // _NS_PER_DAY
+    for s in range(n_codes):
         code = codes[s]
         row = pv[s]
         if code == 0:
             for r in range(m):
                 row[r] = (lraw[r] * lfac) // _NS_PER_HOUR
+        elif code == 1:
+            row[:] = day
         else:
-            last_day = np.int64(0)
             v = np.int64(0)
             for r in range(m):
-                day = (lraw[r] * lfac) // _NS_PER_DAY
-                if r == 0 or day != last_day:
-                    v = period_of_day(day, code)
-                    last_day = day
+                if r == 0 or day[r] != day[r - 1]:
+                    v = period_of_day(day[r], code)
                 row[r] = v
         ok = True
         for r in range(1, m):
@@ -786,6 +789,12 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
         order = np.empty(0, dtype=np.int64)
     local_is_utc = config.timezone == "UTC"
     time, amount, mcc = _ro(tx.time), _ro(tx.amount), _ro(tx.mcc)
+    # durations in the input's own ticks when they divide exactly: no ns conversion pass
+    tfac, param = np.int64(tx.time_factor), plan.param
+    durations = plan.window > NEXT
+    if tfac != 1 and np.all(param[durations] % tfac == 0):
+        param = np.where(durations, param // tfac, param)
+        tfac = np.int64(1)
     local = time if local_is_utc else _ro(local_wall_clock_ns(tx.time_ns, config.timezone))
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
     out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
@@ -795,9 +804,9 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
         u1 = int(np.searchsorted(offsets, offsets[u0] + rows_per_batch, side="right")) - 1
         u1 = min(max(u1, u0 + 1), n_users)
         _kernel(
-            offsets, order, has_order, time, np.int64(tx.time_factor), local, lfac, local_is_utc,
+            offsets, order, has_order, time, tfac, local, lfac, local_is_utc,
             amount, mcc,
-            plan.window, plan.param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
+            plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
             plan.fill, plan.col, plan.period_codes, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits,
             plan.window_key, out, u0, u1,
         )
