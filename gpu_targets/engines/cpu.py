@@ -39,7 +39,7 @@ from .elementwise import (
     dd_add,
     dd_add_dd,
     moments_result,
-    neumaier_add,
+    compensated_add,
     row_filter_bits,
     sample_std,
     two_prod,
@@ -207,7 +207,7 @@ def _source_run(p, g0, g1, mode):
 def _expanding_moments(p, bits, bit, a, absf, agg, fill, dst):
     """count/sum/mean/any over expanding periods: one flat pass, reset on a new period.
 
-    Sums are compensated (Neumaier), so large cancelling amounts (1e12, 0.1, -1e12) still
+    Sums are compensated (TwoSum errors, as Neumaier), so large cancelling amounts (1e12, 0.1, -1e12) still
     give 0.1; one loop per aggregation so that each compiles to a tight loop.
     """
     m = p.shape[0]
@@ -222,7 +222,7 @@ def _expanding_moments(p, bits, bit, a, absf, agg, fill, dst):
                 s1 = 0.0
                 c1 = 0.0
             if bits[r] & bit:
-                s1, c1 = neumaier_add(s1, c1, abs(a[r]) if absf else a[r])
+                s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
             dst[r] = s1 + c1
     elif agg == COUNT or agg == ANY:
         for r in range(m):
@@ -240,7 +240,7 @@ def _expanding_moments(p, bits, bit, a, absf, agg, fill, dst):
                 c1 = 0.0
                 cnt = 0
             if bits[r] & bit:
-                s1, c1 = neumaier_add(s1, c1, abs(a[r]) if absf else a[r])
+                s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
                 cnt += 1
             dst[r] = (s1 + c1) / cnt if cnt > 0 else fill
 
@@ -441,7 +441,7 @@ def _sliding_moments(vv, nv, absf, lo, hi, agg, fill, dst):
     ps[0] = 0.0
     pc[0] = 0.0
     for j in range(nv):
-        s, c = neumaier_add(s, c, abs(vv[j]) if absf else vv[j])
+        s, c = compensated_add(s, c, abs(vv[j]) if absf else vv[j])
         ps[j + 1] = s
         pc[j + 1] = c
     for i in range(m):

@@ -53,18 +53,16 @@ def dd_add(hi, lo, x):
 
 
 @register_jitable
-def neumaier_add(s, c, x):
-    """Compensated running sum: (s, c) + x with the rounding error of s + x kept in c.
+def compensated_add(s, c, x):
+    """Compensated running sum: (s, c) + x, the rounding error of s + x kept in c.
 
-    Neumaier's variant of Kahan summation (A. Neumaier, ZAMM 54, 1974): the result
-    ``s + c`` is accurate to ~2 eps |sum| whatever the order of adds and removes, and the
-    critical path is one addition (c is a separate chain).
+    The error term is Knuth's branch-free TwoSum, accumulated as in Neumaier's
+    summation (A. Neumaier, ZAMM 54, 1974): ``s + c`` is accurate to ~2 eps |sum|
+    whatever the order of adds and removes, and the loop-carried chain is one addition.
     """
     t = s + x
-    if abs(s) >= abs(x):
-        c += (s - t) + x
-    else:
-        c += (x - t) + s
+    bp = t - s
+    c += (s - (t - bp)) + (x - bp)
     return t, c
 
 
