@@ -71,29 +71,37 @@ def _grouped_and_sorted(user, time):
     return ok.all()
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _run_offsets(user):
-    """Start of each run of equal user ids, and n at the end (two parallel passes)."""
+    """Start of each run of equal ids in a non-decreasing array, and n at the end.
+
+    Galloping search from run to run: O(n_users log(run length)) probes instead of a
+    pass over every row (the rows were just read by :func:`_grouped_and_sorted`).
+    """
     n = user.shape[0]
-    counts = np.zeros(_CHUNKS + 1, dtype=np.int64)
-    for c in prange(_CHUNKS):
-        k = 0
-        for i in range(max(1, c * n // _CHUNKS), (c + 1) * n // _CHUNKS):
-            if user[i] != user[i - 1]:
-                k += 1
-        counts[c + 1] = k
-    for c in range(_CHUNKS):
-        counts[c + 1] += counts[c]
-    offsets = np.empty(counts[_CHUNKS] + 2, dtype=np.int64)
-    offsets[0] = 0
-    offsets[-1] = n
-    for c in prange(_CHUNKS):
-        j = counts[c] + 1
-        for i in range(max(1, c * n // _CHUNKS), (c + 1) * n // _CHUNKS):
-            if user[i] != user[i - 1]:
-                offsets[j] = i
-                j += 1
-    return offsets
+    starts = [0]
+    i = 0
+    while i < n:
+        u = user[i]
+        step = 1
+        hi = i + 1
+        while hi < n and user[hi] == u:  # gallop to a row past the run
+            hi = i + step
+            step *= 2
+            if hi >= n:
+                hi = n
+                break
+        lo = max(i + 1, i + step // 4)  # user[lo - 1] == u
+        # binary search for the first row in [lo, hi) whose id differs
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if user[mid] == u:
+                lo = mid + 1
+            else:
+                hi = mid
+        i = lo
+        starts.append(i)
+    return np.array(starts, dtype=np.int64)
 
 
 @njit(cache=True)
@@ -621,12 +629,18 @@ def _period_target(p, bits, bit, a, absf, mode, agg, k, fill, dst, kres, kbuf):
 def _user_periods(lraw, lfac, codes, pv, mono):
     """Period index of every row for each period kind used; flags non-monotone ones.
 
-    The local day is computed once per row; longer periods are derived from it only
-    when the day changes (rows are in time order, so runs of equal days are long).
+    The local day is computed once per row (into the ``day`` slot when there is one);
+    longer periods are derived from it only when the day changes (rows are in time
+    order, so runs of equal days are long).
     """
     m = lraw.shape[0]
     n_codes = codes.shape[0]
-    day = np.empty(m, dtype=np.int64)
+    day = np.empty(0, dtype=np.int64)
+    for s in range(n_codes):
+        if codes[s] == 1:
+            day = pv[s]
+    if day.shape[0] != m:
+        day = np.empty(m, dtype=np.int64)
     for r in range(m):
         day[r] = (lraw[r] * lfac) // _NS_PER_DAY
     for s in range(n_codes):
@@ -635,9 +649,7 @@ def _user_periods(lraw, lfac, codes, pv, mono):
         if code == 0:
             for r in range(m):
                 row[r] = (lraw[r] * lfac) // _NS_PER_HOUR
-        elif code == 1:
-            row[:] = day
-        else:
+        elif code != 1:
             v = np.int64(0)
             for r in range(m):
                 if r == 0 or day[r] != day[r - 1]:
@@ -645,9 +657,7 @@ def _user_periods(lraw, lfac, codes, pv, mono):
                 row[r] = v
         ok = True
         for r in range(1, m):
-            if row[r] < row[r - 1]:
-                ok = False
-                break
+            ok &= row[r] >= row[r - 1]
         mono[s] = ok
 
 
