@@ -3,27 +3,32 @@
 Layout of the work
 ------------------
 1. Group rows by user and order each user's rows by ``(time, input row)``
-   (:func:`group_users`). Input already grouped and time-sorted is detected in one pass
-   and not sorted; otherwise a stable counting sort by user code, then a stable sort of
-   the times inside each user that needs it.
-2. ``prange`` over users. A user's rows (a few KB to MB) are gathered once and stay in
+   (:func:`group_users`). Input already grouped and time-sorted is detected in one
+   parallel pass and not sorted (user offsets then come from a galloping search);
+   otherwise a stable counting sort by user code, then a stable sort of the times
+   inside each user that needs it.
+2. ``prange`` over users. A user's rows (views of the input when it is sorted) stay in
    cache while *every* target of the config is computed from them: per row, one
    ``uint64`` bit set of the MCC/sign filters it passes and one period index per period
-   kind used; per target one pass:
+   kind used (the day computed once); then per target:
 
-   * period windows (expanding / full / next): a segmented pass over runs of equal
-     period index, O(n);
-   * trailing / forward durations: two pointers, O(n); min/max with a monotonic deque,
-     O(n); top-k with a Fenwick tree over value ranks, O(n log n + n k log n);
-   * sums and standard deviations in double-double (see :mod:`.elementwise`),
-     float64 results written as float32.
-3. Results are scattered back to input row order.
+   * period windows: one flat expanding pass that resets on a new period, O(n); ``full``
+     adds a backward pass spreading each period's last value, ``next`` a backward pass
+     taking the following period's (std and top-k walk the runs instead);
+   * trailing / forward durations: the rows of V (the target's filter) are compacted
+     once per filter and W(i) becomes a range [lo[i], hi[i]) of them, from branch-free
+     merges, once per (filter, duration, mode); then compensated prefix sums for
+     count/sum/mean/any, double-double prefix sums for std, a sparse table for min/max
+     (O(n log w)) and a Fenwick tree over value ranks for top-k (O(n k log n));
+   * float64 arithmetic, float32 results.
+3. On unsorted input the results are scattered back to input row order.
 
 Calendar periods need not be monotone in time under a DST time zone (a fall-back at
-midnight repeats part of a day); such a user's rows are visited in a stable
-period order instead, which gives the same windows as SPEC.md's definition.
+midnight repeats part of a day); such a user's rows are visited in a stable period order
+instead, which gives the same windows as SPEC.md's definition.
 
 Compilation is cached on disk (``cache=True``): a second process loads the machine code.
+Every array reaches the kernels read-only, so each kernel has one signature.
 """
 
 from __future__ import annotations
