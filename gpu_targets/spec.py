@@ -172,8 +172,9 @@ class Window(_Model):
 
     @property
     def looks_ahead(self) -> bool:
-        """True for windows about the future (``next``, ``forward``): labels, not features."""
-        return self.mode in ("next", "forward")
+        """True for windows that include later transactions: ``next`` and ``forward``, and
+        ``full`` (the rest of the current period). Such targets are labels, not features."""
+        return self.mode in ("full", "next", "forward")
 
 
 class Target(_Model):
