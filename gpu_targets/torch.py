@@ -32,6 +32,11 @@ instead of to forecast, then fails in production where the future is unknown. On
 label columns; :func:`split_features_labels` returns the two index lists.
 
 Arrays are allocated once per batch and handed to torch through DLPack without copies.
+
+DataLoader workers: the datasets hold NumPy buffers that forked workers share; importing
+this module selects Numba's fork-safe ``workqueue`` threading layer when no other was
+chosen and no parallel kernel has run yet (GNU OpenMP aborts forked children). Each
+worker then runs the engine on one thread.
 """
 
 from __future__ import annotations
@@ -53,6 +58,23 @@ from .spec import Config, load_config
 from .transactions import Transactions, extract
 
 __all__ = ["IterableSequenceDataset", "SequenceDataset", "collate_users", "split_features_labels"]
+
+
+def _fork_safe_numba_threads() -> None:
+    """Make Numba's thread pool fork-safe before it starts.
+
+    DataLoader workers are forked; Numba's default GNU OpenMP layer aborts a forked child
+    ("fork() called from a process already using GNU OpenMP"). The ``workqueue`` layer
+    is fork-safe. Only done when the user chose no layer and no pool is running yet.
+    """
+    from numba.np.ufunc import parallel
+
+    if os.environ.get("NUMBA_THREADING_LAYER") or getattr(parallel, "_is_initialized", True):
+        return
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+_fork_safe_numba_threads()
 
 def split_features_labels(config: Config) -> tuple[list[int], list[int]]:
     """Indices of the target columns that are past-only features and that are labels.
