@@ -92,31 +92,40 @@ def split_features_labels(config: Config) -> tuple[list[int], list[int]]:
     return features, labels
 
 
+_TILE = 64  # rows per tile of the [C, n] -> [B, T, C] transpose
+
+
 @njit(cache=True, parallel=True)
 def _pad(offsets, starts, ns_per_s, time, time_factor, amount, mcc, values, o_amount, o_mcc, o_time, o_mask, o_tgt):
-    """Copy each user's last ``lengths`` rows into row b of the padded outputs."""
+    """Copy each user's last ``lengths`` rows into row b of the padded outputs.
+
+    The targets go from the engine's [C, n] layout to [B, T, C] in tiles of _TILE rows,
+    so both the reads and the writes of a tile stay in L1.
+    """
     n_cols = values.shape[0]
     t_max = o_amount.shape[1]
     for b in prange(offsets.shape[0] - 1):
         s0 = starts[b]
-        e = offsets[b + 1]
-        n = e - s0
-        for j in range(t_max):
-            if j < n:
-                r = s0 + j
-                o_amount[b, j] = amount[r]
-                o_mcc[b, j] = mcc[r]
-                o_time[b, j] = (time[r] * time_factor) / ns_per_s
-                o_mask[b, j] = True
-                for c in range(n_cols):
-                    o_tgt[b, j, c] = values[c, r]
-            else:
-                o_amount[b, j] = 0.0
-                o_mcc[b, j] = 0
-                o_time[b, j] = 0.0
-                o_mask[b, j] = False
-                for c in range(n_cols):
-                    o_tgt[b, j, c] = 0.0
+        n = offsets[b + 1] - s0
+        for j in range(n):
+            r = s0 + j
+            o_amount[b, j] = amount[r]
+            o_mcc[b, j] = mcc[r]
+            o_time[b, j] = (time[r] * time_factor) / ns_per_s
+            o_mask[b, j] = True
+        for j0 in range(0, n, _TILE):
+            j1 = min(n, j0 + _TILE)
+            for c in range(n_cols):
+                src = values[c]
+                for j in range(j0, j1):
+                    o_tgt[b, j, c] = src[s0 + j]
+        for j in range(n, t_max):
+            o_amount[b, j] = 0.0
+            o_mcc[b, j] = 0
+            o_time[b, j] = 0.0
+            o_mask[b, j] = False
+            for c in range(n_cols):
+                o_tgt[b, j, c] = 0.0
 
 
 def collate_users(
