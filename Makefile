@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # CPU extras for development and CI; torch (when needed) is pinned to the local CPU build
 # by constraints-cpu.txt, never left to pull CUDA wheels.
-EXTRAS ?= plot,test,bench
+EXTRAS ?= plot,test,bench,torch
 
 .PHONY: demo test bench bench-quick clean-cache clean
 
@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 demo: $(STAMP)
 	$(VENV)/bin/gpu-targets demo
 
+# second run: the cuda engine's kernels under numba's CUDA simulator (no GPU needed);
+# only that file, so the engine-parametrised tests elsewhere stay out of the slow simulator
 test: $(STAMP)
 	$(PY) -m pytest -q
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_cuda_sim.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cpu.py --users 2048 --markdown docs/benchmarks-cpu-latest.md

@@ -9,5 +9,16 @@ from .api import compute_targets, generate
 from .spec import Config, ConfigError, Target, Window, load_config
 from .transactions import DataError
 
-__all__ = ["Config", "ConfigError", "DataError", "Target", "Window", "compute_targets", "generate", "load_config"]
+__all__ = [
+    "Config", "ConfigError", "DataError", "Target", "Window", "compute_targets", "generate", "load_config", "to_torch",
+]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # lazy: importing gpu_targets never imports torch (nor the dlpack module)
+    if name == "to_torch":
+        from .dlpack import to_torch
+
+        return to_torch
+    raise AttributeError(f"module 'gpu_targets' has no attribute {name!r}")

@@ -61,7 +61,7 @@ def generate(
         with :func:`gpu_targets.io.read_transactions` (Parquet file/directory/glob, CSV).
     config : Config, dict, or path/YAML string
         The targets (SPEC.md section 4); validated before any data is read.
-    backend : {"auto", "reference", "cpu"}
+    backend : {"auto", "reference", "cpu", "cuda"}
         Engine from :mod:`gpu_targets.engines`; ``auto`` picks the fastest usable one.
     progress : callable(int), optional
         Called with the number of transactions finished, batch by batch.

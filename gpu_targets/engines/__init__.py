@@ -10,6 +10,7 @@ backend-parametrised test by registering here.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from types import ModuleType
 from typing import Callable
@@ -46,29 +47,50 @@ def get(name: str) -> ModuleType:
     return _REGISTRY[name]()
 
 
-def resolve(name: str) -> str:
+def resolve(name: str, data_on_device: bool = False) -> str:
     """Turn ``"auto"`` into a concrete engine name and log why; other names pass through.
 
-    ``auto`` picks ``cpu`` (the ``cuda`` engine is not registered in this version).
+    ``auto`` picks ``cuda`` when a real CUDA device is usable (numba's simulator does not
+    count) and the data is on the device (``data_on_device``) or cuDF is installed;
+    otherwise ``cpu``.
     """
     if name != "auto":
         get(name)  # fail early on an unknown name
         return name
-    if "cuda" in _REGISTRY:
-        try:
-            from numba import cuda
-
-            if cuda.is_available():
-                log.info("backend auto -> cuda: a CUDA device is usable")
-                return "cuda"
-            reason = "no usable CUDA device"
-        except ImportError:
-            reason = "numba.cuda is not installed"
-    else:
-        reason = "the cuda engine is not registered"
+    reason = _cuda_unusable()
+    if reason is None:
+        if data_on_device:
+            log.info("backend auto -> cuda: a CUDA device is usable and the data is on it")
+            return "cuda"
+        if importlib.util.find_spec("cudf") is not None:
+            log.info("backend auto -> cuda: a CUDA device is usable and cuDF is installed")
+            return "cuda"
+        reason = "the data is in host memory and cuDF is not installed"
     log.info("backend auto -> cpu: %s", reason)
     return "cpu"
 
 
+def _cuda_unusable():
+    """Why the cuda engine cannot run on a real device, or None when it can."""
+    if "cuda" not in _REGISTRY:
+        return "the cuda engine is not registered"
+    try:
+        from numba import config, cuda
+    except ImportError:
+        return "numba.cuda is not installed"
+    if config.ENABLE_CUDASIM:
+        return "NUMBA_ENABLE_CUDASIM=1 (the simulator is for tests, not speed)"
+    if not cuda.is_available():
+        return "no usable CUDA device"
+    try:
+        get("cuda")
+    except ImportError as err:
+        return str(err)
+    return None
+
+
 register("reference", lambda: importlib.import_module(".reference", __name__))
 register("cpu", lambda: importlib.import_module(".cpu", __name__))
+# raises ImportError (one line naming the fix) without numba.cuda or a usable device,
+# unless numba's simulator is on (NUMBA_ENABLE_CUDASIM=1)
+register("cuda", lambda: importlib.import_module(".cuda", __name__))

@@ -1,0 +1,297 @@
+"""The ``cuda`` engine against the reference engine, under numba's CUDA simulator.
+
+Run with ``NUMBA_ENABLE_CUDASIM=1 pytest tests/test_cuda_sim.py`` (``make test`` does);
+on a machine with a GPU, ``pytest -m gpu`` runs them on the device. Without either,
+the engine tests here are skipped (the simulator is off and there is no device). Cases
+stay small: simulated threads are Python threads.
+
+The ``to_torch`` tests at the end need neither and always run (when torch is installed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+
+from conftest import RTOL, assert_close, assert_matches_reference
+from gpu_targets import engines, generate, load_config
+
+nan = float("nan")
+
+
+def _cuda_usable() -> bool:
+    try:
+        engines.get("cuda")
+    except ImportError:
+        return False
+    return True
+
+
+CUDA = _cuda_usable()
+cuda_only = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not CUDA, reason="no CUDA device and NUMBA_ENABLE_CUDASIM is not 1"),
+]
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+
+AGGS = ["count", "sum", "mean", "min", "max", "std", "any", "topk"]
+WINDOWS = {
+    "expanding": {"period": "day", "mode": "expanding"},
+    "full": {"period": "day", "mode": "full"},
+    "next": {"period": "day", "mode": "next"},
+    "trailing": {"duration": "2d", "mode": "trailing"},
+    "forward": {"duration": "1d", "mode": "forward"},
+}
+
+
+def T(name, agg, window, **kw):
+    if agg == "topk":
+        kw.setdefault("k", 3)
+    return {"name": name, "agg": agg, "window": window, **kw}
+
+
+def _frame(n_users=2, rows=12, seed=0, string_users=False, shuffle=True):
+    """A few users with ties, NaN amounts, null MCCs and gaps of several days."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), rows)
+    times = np.concatenate([np.sort(rng.choice([0, 0, 1, 1, 1, 2, 4, 5, 5, 8], rows)) for _ in range(n_users)])
+    amount = np.round(rng.normal(0, 100, n_users * rows), 2)
+    amount[rng.random(n_users * rows) < 0.1] = nan
+    mcc = rng.choice([5411, 5812, -1], n_users * rows)
+    df = pd.DataFrame({"user_id": users, "timestamp": times, "amount": amount,
+                       "mcc": pd.array(np.where(mcc < 0, 0, mcc), dtype="Int64")})
+    df.loc[mcc < 0, "mcc"] = pd.NA
+    if string_users:
+        df["user_id"] = np.array(["alice", "bob", "carol", "dave"])[users]
+    if shuffle:
+        df = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    return df
+
+
+# --------------------------------------------------------------------------- hand cases
+
+
+SPEC = pd.DataFrame({
+    "user_id": [1] * 10,
+    "timestamp": [1, 1, 2, 2, 2, 2, 2, 2, 3, 3],
+    "amount": [61.862096, 112.722485, 443.690425, 199.959683, 72.123675, 422.050677, 420.853556,
+               211.319643, 258.552511, 30.908352],
+    "mcc": [5812, 5942, 5411, 5411, 5411, 5942, 5942, 5942, 5411, 5812],
+})
+
+
+def _cuda(fn):
+    """Mark a test gpu and skip it without a device or the simulator."""
+    for m in cuda_only:
+        fn = m(fn)
+    return fn
+
+
+@_cuda
+def test_spec_section5_table():
+    config = {"time_unit": "D", "targets": [
+        {"name": "grocery_daily_cumsum", "agg": "sum", "mcc": [5411], "window": {"period": "day", "mode": "expanding"}}
+    ]}
+    out = generate(SPEC, config, backend="cuda")
+    expected = [0.0, 0.0, 443.690425, 643.650108, 715.773784, 715.773784, 715.773784, 715.773784,
+                258.552511, 258.552511]
+    assert out["grocery_daily_cumsum"].dtype == np.float32
+    assert_close(out["grocery_daily_cumsum"].to_numpy(), expected, rtol=RTOL)
+
+
+@_cuda
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_every_aggregation_for_each_window(window):
+    """Every aggregation x this window kind, with filters, abs, fill; 2 users, shuffled."""
+    w = WINDOWS[window]
+    targets = [T(f"{a}_all", a, w) for a in AGGS]
+    targets += [T(f"{a}_f", a, w, mcc=[5411], sign="positive", fill=nan) for a in AGGS]
+    targets += [T(f"{a}_abs", a, w, abs=True, sign="negative", fill=-1.0) for a in ("sum", "max", "topk", "std")]
+    assert_matches_reference(_frame(seed=1), {"time_unit": "D", "targets": targets}, "cuda")
+
+
+@_cuda
+@pytest.mark.parametrize("period", ["hour", "day", "week", "month", "quarter", "year"])
+def test_every_period(period):
+    df = _frame(n_users=1, rows=20, seed=2)
+    df["timestamp"] = df["timestamp"] * 11 * 86400 + df.index.to_numpy() * 3000  # spans months
+    targets = [T(f"{m}_{a}", a, {"period": period, "mode": m}) for m in ("expanding", "full", "next")
+               for a in ("sum", "min", "std", "topk")]
+    assert_matches_reference(df, {"time_unit": "s", "targets": targets}, "cuda")
+
+
+@_cuda
+def test_ties_nan_null_mcc_empty_windows_and_fill():
+    df = pd.DataFrame({
+        "user_id": [7, 7, 7, 7, 7, 7],
+        "timestamp": [10, 10, 10, 20, 20, 500],
+        "amount": [1.0, nan, 2.0, -3.0, 4.0, 5.0],
+        "mcc": pd.array([5411, 5411, None, 5411, 5812, 5411], dtype="Int64"),
+    })
+    targets = [T("tr", "sum", {"duration": "10s", "mode": "trailing"}),
+               T("trc", "count", {"duration": "10s", "mode": "trailing"}, mcc=[5411]),
+               T("fw", "mean", {"duration": "10s", "mode": "forward"}, fill=nan),
+               T("fwmin", "min", {"duration": "10s", "mode": "forward"}, fill=-7.0),
+               T("ex", "topk", {"period": "hour", "mode": "expanding"}, k=4, fill=nan),
+               T("nx", "std", {"period": "hour", "mode": "next"}, fill=nan),
+               T("any5411", "any", {"period": "day", "mode": "full"}, mcc=[5411], sign="negative")]
+    ref = assert_matches_reference(df, {"time_unit": "s", "targets": targets}, "cuda")
+    # hand-checked: the first of the tied rows at t=10 does not see the later ones
+    assert ref["tr"].tolist()[:3] == [1.0, 1.0, 3.0]
+
+
+@_cuda
+@pytest.mark.parametrize("tz, start, period", [
+    ("Antarctica/Troll", "2023-10-29 00:10:00", "hour"),  # 03:00 (+02) -> 01:00 (+00): hours go 2, 1, 2
+    ("America/Sao_Paulo", "2018-02-18 01:10:00", "day"),  # fall-back at local midnight
+    ("Europe/Moscow", "2014-10-25 21:10:00", "day"),
+])
+def test_time_zones_and_non_monotone_periods(tz, start, period):
+    from gpu_targets.calendar import local_wall_clock_ns, period_indices
+
+    t0 = pd.Timestamp(start, tz="UTC").value // 10**9
+    times = t0 + np.arange(0, 14) * 600
+    if tz == "Antarctica/Troll":  # the case must reach the non-monotone path
+        p = period_indices(local_wall_clock_ns(times * 10**9, tz), period)
+        assert (np.diff(p) < 0).any()
+    df = pd.DataFrame({"user_id": [1] * 14, "timestamp": times, "amount": np.arange(1.0, 15.0),
+                       "mcc": [5411] * 14})
+    targets = [T(f"{m}_{a}", a, {"period": period, "mode": m}) for m in ("expanding", "full", "next")
+               for a in ("sum", "max", "std", "topk")]
+    targets.append(T("week_sum", "sum", {"period": "week", "mode": "expanding"}))
+    assert_matches_reference(df, {"time_unit": "s", "timezone": tz, "targets": targets}, "cuda")
+
+
+@_cuda
+def test_unsorted_input_and_string_users():
+    df = _frame(n_users=3, rows=10, seed=3, string_users=True, shuffle=True)
+    targets = [T("s", "sum", WINDOWS["expanding"]), T("m", "max", WINDOWS["trailing"]),
+               T("k", "topk", WINDOWS["forward"], k=2), T("d", "std", WINDOWS["full"])]
+    assert_matches_reference(df, {"time_unit": "D", "targets": targets}, "cuda")
+
+
+@_cuda
+def test_users_spanning_several_batches():
+    from gpu_targets.engines import cuda as cuda_engine
+    from gpu_targets.transactions import extract
+
+    df = _frame(n_users=3, rows=9, seed=4, shuffle=True)
+    cfg = load_config({"time_unit": "D", "targets": [T("s", "sum", WINDOWS["trailing"]),
+                                                     T("e", "mean", WINDOWS["expanding"])]})
+    tx = extract(df, cfg)
+    done = []
+    got = cuda_engine.compute(tx, cfg, done.append, max_rows_per_batch=10)
+    ref = engines.get("reference").compute(tx, cfg)
+    assert done == [9, 9, 9]
+    assert_close(got, ref)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@_cuda
+@settings(max_examples=15)
+@given(case=__import__("test_properties").cases())
+def test_matches_reference_on_random_tables(case):
+    frame, config = case
+    if len(frame) > 40:  # keep the simulator quick
+        frame = frame.iloc[:40]
+    assert_matches_reference(frame, config, "cuda")
+
+
+# --------------------------------------------------------------------------- device input
+
+
+@_cuda
+def test_compute_device_on_numba_device_arrays():
+    from numba import cuda
+
+    from gpu_targets.engines import cuda as cuda_engine
+
+    df = _frame(n_users=2, rows=8, seed=5, shuffle=True)
+    cfg = load_config({"time_unit": "D", "targets": [T("s", "sum", WINDOWS["trailing"]),
+                                                     T("k", "topk", WINDOWS["full"], k=2)]})
+    from gpu_targets.transactions import extract
+
+    tx = extract(df, cfg)
+    out = cuda_engine.compute_device(
+        cuda.to_device(tx.user.astype(np.int32)), cuda.to_device(tx.time), cuda.to_device(tx.amount),
+        cuda.to_device(tx.mcc), cfg, time_factor=tx.time_factor,
+    )
+    assert out.shape == (3, len(df)) and np.dtype(out.dtype) == np.float32
+    assert_close(out.copy_to_host(), engines.get("reference").compute(tx, cfg))
+    with pytest.raises(TypeError, match="device array"):
+        cuda_engine.compute_device(tx.user, tx.time, tx.amount, tx.mcc, cfg)
+
+
+@_cuda
+@needs_torch
+def test_to_torch_of_a_device_result():
+    from numba import cuda
+
+    from gpu_targets import to_torch
+    from gpu_targets.engines import cuda as cuda_engine
+
+    cfg = load_config({"time_unit": "D", "targets": [T("s", "sum", WINDOWS["full"])]})
+    out = cuda_engine.compute_device(cuda.to_device(np.array([1, 1, 2])), cuda.to_device(np.array([0, 0, 1])),
+                                     cuda.to_device(np.array([1.0, 2.0, 4.0])),
+                                     cuda.to_device(np.array([1, 1, 1], dtype=np.int32)), cfg, time_factor=86400 * 10**9)
+    assert to_torch(out, columns=["s"])["s"].tolist() == [3.0, 3.0, 4.0]
+    assert tuple(to_torch(out, stacked=True).shape) == (3, 1)
+
+
+# --------------------------------------------------------------------------- to_torch (CPU, always)
+
+
+@needs_torch
+def test_to_torch_dict_shares_memory_with_the_frame():
+    from gpu_targets import to_torch
+
+    out = generate(SPEC, {"time_unit": "D", "targets": [
+        T("s", "sum", WINDOWS["expanding"]), T("k", "topk", WINDOWS["full"], k=2)]}, backend="cpu")
+    tensors = to_torch(out)
+    assert list(tensors) == ["s", "k_1", "k_2"]
+    for c, t in tensors.items():
+        a = out[c].to_numpy()
+        assert t.data_ptr() == a.ctypes.data and t.numpy().base is not None
+        assert np.shares_memory(t.numpy(), a)
+        assert t.tolist() == a.tolist()
+
+
+@needs_torch
+def test_to_torch_stacked_is_a_view_of_the_target_block():
+    import torch
+
+    from gpu_targets import to_torch
+
+    out = generate(SPEC, {"time_unit": "D", "targets": [
+        T("s", "sum", WINDOWS["expanding"]), T("c", "count", WINDOWS["full"])]}, backend="cpu")
+    x = to_torch(out, stacked=True)
+    assert x.dtype == torch.float32 and tuple(x.shape) == (10, 2)
+    assert np.shares_memory(x.numpy(), out["s"].to_numpy())
+    np.testing.assert_array_equal(x.numpy(), out[["s", "c"]].to_numpy())
+    # columns not in one block: a copy with the same values
+    y = to_torch(out, stacked=True, columns=["c", "s"])
+    np.testing.assert_array_equal(y.numpy(), out[["c", "s"]].to_numpy())
+
+
+def test_importing_gpu_targets_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, gpu_targets; assert 'torch' not in sys.modules; gpu_targets.to_torch"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_auto_backend_is_cpu_without_a_real_device(caplog):
+    caplog.set_level("INFO", logger="gpu_targets")
+    assert engines.resolve("auto", data_on_device=True) in ("cpu", "cuda")
+    from numba import config
+
+    if config.ENABLE_CUDASIM or not CUDA:
+        assert engines.resolve("auto", data_on_device=True) == "cpu"
+        assert "backend auto -> cpu" in caplog.text
