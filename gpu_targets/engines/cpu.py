@@ -370,16 +370,19 @@ def _period_topk(p, bits, bit, a, absf, mode, k, fill, kres, kbuf):
         g1 = _run_end(p, g0)
         h0, h1 = _source_run(p, g0, g1, mode) if mode != EXPANDING else (g0, g1)
         kn = 0
+        for j in range(k):
+            kbuf[j] = fill  # unfilled places read as fill
         for r in range(h0, h1):
             if bits[r] & bit:
                 kn = _topk_insert(kbuf, kn, k, _value(a, r, absf))
             if mode == EXPANDING:
                 for j in range(k):
-                    kres[j, r] = kbuf[j] if j < kn else fill
+                    kres[j, r] = kbuf[j]
         if mode != EXPANDING:
-            for r in range(g0, g1):
-                for j in range(k):
-                    kres[j, r] = kbuf[j] if j < kn else fill
+            for j in range(k):
+                v = kbuf[j]
+                for r in range(g0, g1):
+                    kres[j, r] = v
         g0 = g1
 
 
@@ -636,7 +639,7 @@ def _user_periods(lraw, lfac, codes, pv, mono):
 
     The local day is computed once per row (into the ``day`` slot when there is one);
     longer periods are derived from it only when the day changes (rows are in time
-    order, so runs of equal days are long).
+    order, so runs of equal days are long). Monotonicity is checked in the same loops.
     """
     m = lraw.shape[0]
     n_codes = codes.shape[0]
@@ -646,23 +649,35 @@ def _user_periods(lraw, lfac, codes, pv, mono):
             day = pv[s]
     if day.shape[0] != m:
         day = np.empty(m, dtype=np.int64)
+    day_ok = True
+    prev = np.iinfo(np.int64).min
     for r in range(m):
-        day[r] = (lraw[r] * lfac) // _NS_PER_DAY
+        d = (lraw[r] * lfac) // _NS_PER_DAY
+        day_ok &= d >= prev
+        prev = d
+        day[r] = d
     for s in range(n_codes):
         code = codes[s]
         row = pv[s]
+        ok = True
         if code == 0:
+            prev = np.iinfo(np.int64).min
             for r in range(m):
-                row[r] = (lraw[r] * lfac) // _NS_PER_HOUR
-        elif code != 1:
+                h = (lraw[r] * lfac) // _NS_PER_HOUR
+                ok &= h >= prev
+                prev = h
+                row[r] = h
+        elif code == 1:
+            ok = day_ok
+        else:
             v = np.int64(0)
+            prev = np.iinfo(np.int64).min
             for r in range(m):
                 if r == 0 or day[r] != day[r - 1]:
                     v = period_of_day(day[r], code)
+                    ok &= v >= prev
+                    prev = v
                 row[r] = v
-        ok = True
-        for r in range(1, m):
-            ok &= row[r] >= row[r - 1]
         mono[s] = ok
 
 
