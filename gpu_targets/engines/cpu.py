@@ -407,12 +407,23 @@ def _compact(t, bits, bit, a, vt, vv, upto):
 
 
 @njit(cache=True)
-def _count_upto(vt, t, shift, out):
+def _count_upto(vt, nv, t, shift, out):
     """out[i] = number of j with vt[j] <= t[i] + shift; vt sorted with a sentinel.
 
-    A branchless merge of the two sorted sequences, O(len(t) + nv).
+    Sparse V (nv < m / 4): a scan that advances over V only, whose loop exit is almost
+    always "no advance" and predicts well. Dense V: a branch-free merge of the two
+    sorted sequences (a data-dependent loop exit would mispredict on most rows). Both
+    O(m + nv).
     """
     m = t.shape[0]
+    if 4 * nv < m:
+        j = 0
+        for i in range(m):
+            thr = t[i] + shift
+            while vt[j] <= thr:
+                j += 1
+            out[i] = j
+        return
     i = 0
     j = 0
     while i < m:
@@ -423,14 +434,14 @@ def _count_upto(vt, t, shift, out):
 
 
 @njit(cache=True)
-def _window_bounds(t, d, mode, vt, upto, lo, hi):
+def _window_bounds(t, d, mode, vt, nv, upto, lo, hi):
     """[lo[i], hi[i]) = W(i) in V: trailing (t_i - d, t_i] up to row i, forward (t_i, t_i + d].
 
     Returns the (lo, hi) arrays to use: for trailing windows hi is ``upto`` itself; for
     forward windows lo[i] is ``upto`` at the last row tied with row i.
     """
     m = t.shape[0]
-    _count_upto(vt, t, -d if mode == TRAILING else d, lo if mode == TRAILING else hi)
+    _count_upto(vt, nv, t, -d if mode == TRAILING else d, lo if mode == TRAILING else hi)
     if mode == TRAILING:
         return lo, upto
     cur = upto[m - 1]
@@ -765,7 +776,7 @@ def _user_targets(
                 last_filter = fbit[ti]
                 last_window = -1
             if window_key[ti] != last_window:
-                wlo, whi = _window_bounds(t, param[ti], w, vt, upto, lo, hi)
+                wlo, whi = _window_bounds(t, param[ti], w, vt, nv, upto, lo, hi)
                 last_window = window_key[ti]
             _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], dst, kdst)
     if has_order:
