@@ -733,7 +733,7 @@ def test_time_representations(backend, represent):
     elif kind == "int32":
         times, extra = days.astype(np.int32), {"time_unit": "D"}
     elif kind == "datetime":
-        times = (days * DAY).astype(f"datetime64[s]").astype(f"datetime64[{unit}]")
+        times = (days * DAY).astype("datetime64[s]").astype(f"datetime64[{unit}]")
     elif represent == "iso-strings":
         times = [f"1970-01-{1 + d:02d}T00:00:00" for d in TIMES_DAYS]
     else:

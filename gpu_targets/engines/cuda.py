@@ -63,8 +63,8 @@ if not SIMULATOR and not cuda.is_available():
 from ..calendar import local_wall_clock_ns, period_index  # noqa: E402
 from ..spec import Config  # noqa: E402
 from ..transactions import Transactions  # noqa: E402
-from .elementwise import dd_add_dd, moments_result, row_filter_bits, sample_std, two_prod  # noqa: E402
-from .plan import EXPANDING, FULL, MAX, MIN, NEXT, TOPK, TRAILING, Plan, compile_plan  # noqa: E402
+from .elementwise import dd_add_dd, moments_result, row_filter_bits, two_prod  # noqa: E402
+from .plan import FULL, MAX, MIN, NEXT, TOPK, TRAILING, Plan, compile_plan  # noqa: E402
 
 __all__ = ["compute", "compute_device", "SIMULATOR"]
 
