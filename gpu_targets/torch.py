@@ -92,17 +92,14 @@ def split_features_labels(config: Config) -> tuple[list[int], list[int]]:
     return features, labels
 
 
-_TILE = 64  # rows per tile of the [C, n] -> [B, T, C] transpose
-
-
 @njit(cache=True, parallel=True)
-def _pad(offsets, starts, ns_per_s, time, time_factor, amount, mcc, values, o_amount, o_mcc, o_time, o_mask, o_tgt):
+def _pad(offsets, starts, ns_per_s, time, time_factor, amount, mcc, rows, o_amount, o_mcc, o_time, o_mask, o_tgt):
     """Copy each user's last ``lengths`` rows into row b of the padded outputs.
 
-    The targets go from the engine's [C, n] layout to [B, T, C] in tiles of _TILE rows,
-    so both the reads and the writes of a tile stay in L1.
+    ``rows`` holds the targets row-major ([n, C]), so a user's block is one contiguous
+    copy into ``o_tgt[b]``.
     """
-    n_cols = values.shape[0]
+    n_cols = rows.shape[1]
     t_max = o_amount.shape[1]
     for b in prange(offsets.shape[0] - 1):
         s0 = starts[b]
@@ -113,12 +110,8 @@ def _pad(offsets, starts, ns_per_s, time, time_factor, amount, mcc, values, o_am
             o_mcc[b, j] = mcc[r]
             o_time[b, j] = (time[r] * time_factor) / ns_per_s
             o_mask[b, j] = True
-        for j0 in range(0, n, _TILE):
-            j1 = min(n, j0 + _TILE)
             for c in range(n_cols):
-                src = values[c]
-                for j in range(j0, j1):
-                    o_tgt[b, j, c] = src[s0 + j]
+                o_tgt[b, j, c] = rows[r, c]
         for j in range(n, t_max):
             o_amount[b, j] = 0.0
             o_mcc[b, j] = 0
@@ -169,16 +162,23 @@ def collate_users(
     amount = np.concatenate([it["amount"] for it in items])
     mcc = np.concatenate([it["mcc"] for it in items])
     factor = int(items[0]["time_factor"]) if items else 1
+    n_cols = len(config.output_columns)
     if items and "values" in items[0]:  # precomputed targets (SequenceDataset(precompute=True))
-        values = np.concatenate([it["values"] for it in items], axis=1)
+        rows = np.concatenate([it["values"] for it in items], axis=0)
     else:
-        # the batch is grouped by user and time-sorted: the engine takes its no-sort path
+        # the batch is grouped by user and time-sorted: the engine takes its no-sort path;
+        # targets are written row-major ([n, C]) so padding copies whole rows
         tx = Transactions(np.repeat(np.arange(len(items), dtype=np.int64), lengths_full), time, amount, mcc,
                           time_factor=factor)
-        values = engines.get(backend).compute(tx, config)
+        engine = engines.get(backend)
+        rows = np.empty((len(time), n_cols), dtype=np.float32)
+        if backend == "cpu":
+            engine.compute(tx, config, out=rows.T)
+        else:
+            rows[:] = engine.compute(tx, config).T
     lengths = lengths_full if max_len is None else np.minimum(lengths_full, max_len)
     starts = offsets[1:] - lengths
-    b, t_max, c = len(items), int(lengths.max(initial=0)), values.shape[0]
+    b, t_max, c = len(items), int(lengths.max(initial=0)), n_cols
     pin = bool(pin_memory and torch.cuda.is_available())
 
     def empty(shape, dtype):
@@ -191,7 +191,7 @@ def collate_users(
         "mask": empty((b, t_max), torch.bool),
         "targets": empty((b, t_max, c), torch.float32),
     }
-    _pad(offsets, starts, 1e9, time, factor, amount, mcc, values,
+    _pad(offsets, starts, 1e9, time, factor, amount, mcc, rows,
          *(out[k].numpy() for k in ("amount", "mcc", "time", "mask", "targets")))
     out["lengths"] = torch.from_dlpack(lengths.copy())
     if torch.device(device).type != "cpu":
@@ -291,7 +291,7 @@ class SequenceDataset(_Collating, Dataset):
             lengths = np.diff(self._offsets)
             user = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
             tx = Transactions(user, self._time, self._amount, self._mcc, time_factor=self._time_factor)
-            self._values = engines.get(backend).compute(tx, self.config)
+            self._values = np.ascontiguousarray(engines.get(backend).compute(tx, self.config).T)  # [n, C]
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -309,7 +309,7 @@ class SequenceDataset(_Collating, Dataset):
             "time_factor": self._time_factor,
         }
         if self._values is not None:
-            item["values"] = self._values[:, s:e]
+            item["values"] = self._values[s:e]
         return item
 
 

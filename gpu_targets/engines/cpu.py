@@ -805,7 +805,9 @@ def _kernel(
         )
 
 
-def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: int = 1 << 21) -> np.ndarray:
+def compute(
+    tx: Transactions, config: Config, progress=None, *, rows_per_batch: int = 1 << 21, out: np.ndarray = None
+) -> np.ndarray:
     """All targets of ``config`` for every transaction, with the Numba kernels.
 
     Parameters
@@ -817,11 +819,15 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
         Called with the number of rows finished after each batch of users.
     rows_per_batch : int
         Users are processed in batches of about this many rows (progress granularity).
+    out : ndarray of float32, shape (n_target_columns, n), optional
+        Where to write, any strides: e.g. ``buf.T`` of a row-major ``(n, n_columns)``
+        buffer, which the PyTorch feed copies user by user into its batch tensors.
 
     Returns
     -------
     ndarray of float32, shape (n_target_columns, n)
-        Row ``c`` is output column ``config.output_columns[c]``, in input row order.
+        Row ``c`` is output column ``config.output_columns[c]``, in input row order
+        (``out`` when given).
     """
     plan: Plan = compile_plan(config)
     order, offsets = group_users(tx)
@@ -838,7 +844,10 @@ def compute(tx: Transactions, config: Config, progress=None, *, rows_per_batch: 
         tfac = np.int64(1)
     local = time if local_is_utc else _ro(local_wall_clock_ns(tx.time_ns, config.timezone))
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
-    out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
+    if out is None:
+        out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
+    elif out.shape != (plan.n_columns, len(tx)) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {(plan.n_columns, len(tx))}, got {out.dtype} {out.shape}")
     n_users = offsets.shape[0] - 1
     u0 = 0
     while u0 < n_users:
