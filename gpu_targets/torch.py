@@ -224,17 +224,32 @@ class _Collating:
         return list(self.config.output_columns)
 
 
-def _role_arrays(frame: pd.DataFrame, config: Config):
-    """Validated role arrays sorted by (user, time, row), user offsets and raw user ids."""
+def _role_arrays(frame: pd.DataFrame, config: Config, stored_targets: bool = False):
+    """Validated role arrays sorted by (user, time, row), user offsets, raw user ids, the
+    time factor, and (``stored_targets``) the frame's own target columns as float32
+    ``[n, C]`` rows in the same order, else None."""
+    stored = None
+    if stored_targets:
+        names = config.output_columns
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            from .transactions import DataError
+
+            raise DataError(f"precomputed target column {missing[0]!r} is not in the input")
+        stored = frame[names].to_numpy(np.float32)
+        frame = frame.drop(columns=names)
     roles, role_config = to_roles(frame, config)
     tx = extract(roles, role_config)
     order, offsets = group_users(tx)
     user_col = roles[role_config.columns.user].to_numpy()
     if tx.kept_rows is not None:
         user_col = user_col[tx.kept_rows]
+        stored = None if stored is None else stored[tx.kept_rows]
     if order is None:
-        return tx.time, tx.amount, tx.mcc, offsets, user_col[offsets[:-1]], tx.time_factor
-    return tx.time[order], tx.amount[order], tx.mcc[order], offsets, user_col[order[offsets[:-1]]], tx.time_factor
+        return tx.time, tx.amount, tx.mcc, offsets, user_col[offsets[:-1]], tx.time_factor, stored
+    stored = None if stored is None else stored[order]
+    return (tx.time[order], tx.amount[order], tx.mcc[order], offsets, user_col[order[offsets[:-1]]],
+            tx.time_factor, stored)
 
 
 class SequenceDataset(_Collating, Dataset):
@@ -283,7 +298,7 @@ class SequenceDataset(_Collating, Dataset):
 
             transactions = read_transactions(transactions)
         self.max_len, self.backend, self.device, self.pin_memory = max_len, backend, device, pin_memory
-        (self._time, self._amount, self._mcc, self._offsets, self.users, self._time_factor) = _role_arrays(
+        (self._time, self._amount, self._mcc, self._offsets, self.users, self._time_factor, _) = _role_arrays(
             transactions, self.config
         )
         self._values = None
@@ -331,6 +346,10 @@ class IterableSequenceDataset(_Collating, IterableDataset):
     rank, world_size : int, optional
         This process's rank among ``world_size`` (default: from ``torch.distributed``
         when initialised, else 0 of 1).
+    precomputed : bool
+        Read the targets from the file's own target columns (an output of
+        ``gpu-targets generate``) instead of computing them: the "load precomputed
+        targets" baseline the on-the-fly feed is measured against.
 
     Raises
     ------
@@ -339,9 +358,10 @@ class IterableSequenceDataset(_Collating, IterableDataset):
     """
 
     def __init__(self, path, config, *, max_len=None, backend="cpu", device="cpu", pin_memory=False,
-                 rank: Optional[int] = None, world_size: Optional[int] = None):
+                 rank: Optional[int] = None, world_size: Optional[int] = None, precomputed: bool = False):
         import pyarrow.parquet as pq
 
+        self.precomputed = precomputed
         self.path = os.fspath(path)
         self.config = load_config(config)
         self.max_len, self.backend, self.device, self.pin_memory = max_len, backend, device, pin_memory
@@ -402,8 +422,13 @@ class IterableSequenceDataset(_Collating, IterableDataset):
             starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
             if len(pd.unique(runs[starts])) != len(starts):
                 raise DataError(f"{self.path}: row group {g} is not grouped by user (a user appears twice)")
-            time, amount, mcc, offsets, user_ids, factor = _role_arrays(frame, self.config)
+            time, amount, mcc, offsets, user_ids, factor, stored = _role_arrays(
+                frame, self.config, stored_targets=self.precomputed
+            )
             for i in range(len(offsets) - 1):
                 s, e = offsets[i], offsets[i + 1]
-                yield {"user": user_ids[i], "time": time[s:e], "amount": amount[s:e], "mcc": mcc[s:e],
-                       "time_factor": factor}
+                item = {"user": user_ids[i], "time": time[s:e], "amount": amount[s:e], "mcc": mcc[s:e],
+                        "time_factor": factor}
+                if stored is not None:
+                    item["values"] = stored[s:e]
+                yield item

@@ -177,3 +177,20 @@ def test_pretrain_example_runs_and_learns():
     last = run.stdout.strip().splitlines()[-1]  # "loss A -> B over N steps"
     first_loss, last_loss = float(last.split()[1]), float(last.split()[3])
     assert last_loss < first_loss, run.stdout
+
+
+def test_streaming_precomputed_targets_equal_on_the_fly(tmp_path):
+    frame = synthetic_transactions(7, (1, 30), seed=9)
+    fly_path = _write_grouped(tmp_path, frame, row_group_size=20)
+    stored = generate(frame, SEED20, backend="cpu")
+    stored_path = tmp_path / "stored.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(stored, preserve_index=False), stored_path, row_group_size=20)
+    fly = IterableSequenceDataset(fly_path, SEED20, rank=0, world_size=1)
+    pre = IterableSequenceDataset(stored_path, SEED20, rank=0, world_size=1, precomputed=True)
+    a = fly.collate(list(fly))
+    b = pre.collate(list(pre))
+    assert a["user"] == b["user"]
+    torch.testing.assert_close(a["targets"], b["targets"])
