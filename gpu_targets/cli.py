@@ -99,9 +99,9 @@ _backend_option = click.option(
     help="YAML file with the targets (SPEC.md section 4); validated before any data is read.",
 )
 @click.option(
-    "--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="Parquet file to write: the input's columns, then one float32 column per target. "
-    "Replaced only once complete.",
+    "--output", "-o", required=True, type=click.Path(path_type=Path),
+    help="Parquet file to write (a directory with --scheduler): the input's columns, then one float32 "
+    "column per target. Replaced only once complete.",
 )
 @_backend_option
 @click.option(
@@ -109,12 +109,32 @@ _backend_option = click.option(
     help="Input schema; overrides the config's 'format' key.  [default: the config's, else generic]",
 )
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar (it is shown on a terminal only).")
-def generate(input_path: str, config_path: Path, output: Path, backend: str, fmt: Optional[str], no_progress: bool) -> None:
+@click.option(
+    "--scheduler", default=None, show_default=False, metavar="local|local-cuda|ADDRESS",
+    help="Run as a Dask job (needs gpu_targets[dask]): 'local' starts a CPU LocalCluster, 'local-cuda' "
+    "a dask-cuda LocalCUDACluster (one worker per GPU), anything else is a scheduler address "
+    "(tcp://host:8786). OUTPUT is then a directory of Parquet files, rows grouped by user.  "
+    "[default: no Dask, one process]",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, show_default=False,
+    help="Workers of --scheduler local (one thread each) or local-cuda.  [default: one per core / GPU]",
+)
+@click.option(
+    "--partitioned-by-user", is_flag=True,
+    help="With --scheduler: declare that no user is split across input files (e.g. written with "
+    "to_parquet(partition_on=[user])), so the shuffle by user is skipped.",
+)
+def generate(
+    input_path: str, config_path: Path, output: Path, backend: str, fmt: Optional[str], no_progress: bool,
+    scheduler: Optional[str], workers: Optional[int], partitioned_by_user: bool,
+) -> None:
     """Compute the targets of a config for every transaction of INPUT.
 
     INPUT is a Parquet file, a directory of Parquet files, a glob pattern (quoted) or a
     CSV file (.csv, .csv.gz). Prints rows, target columns, the backend and the seconds
-    spent reading, computing and writing.
+    spent reading, computing and writing. With --scheduler, INPUT must be Parquet and
+    OUTPUT is a directory (see docs/distributed.md).
     """
     from tqdm import tqdm
 
@@ -123,6 +143,11 @@ def generate(input_path: str, config_path: Path, output: Path, backend: str, fmt
     cfg = load_config(config_path)
     if fmt is not None:
         cfg = cfg.model_copy(update={"format": fmt})
+    if scheduler is not None:
+        _generate_distributed(input_path, cfg, output, backend, scheduler, workers, partitioned_by_user, no_progress)
+        return
+    if workers is not None or partitioned_by_user:
+        raise click.UsageError("--workers and --partitioned-by-user need --scheduler")
     backend_used = engines.resolve(backend)
     check_output_path(output)
 
@@ -141,6 +166,48 @@ def generate(input_path: str, config_path: Path, output: Path, backend: str, fmt
     click.echo(
         f"{output}: {len(out):,} rows, {len(cfg.output_columns)} targets, backend {backend_used}; "
         f"{t3 - t0:.2f} s (read {t1 - t0:.2f} s, compute {t2 - t1:.2f} s, write {t3 - t2:.2f} s)"
+    )
+
+
+def _cluster(scheduler: str, workers: Optional[int]):
+    """A started cluster (or None) and a connected client for ``--scheduler``."""
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1)
+    elif scheduler == "local-cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise ImportError("--scheduler local-cuda needs dask-cuda: pip install 'gpu_targets[cu12]'") from None
+        cluster = LocalCUDACluster(n_workers=workers)
+    else:
+        if workers is not None:
+            raise click.UsageError("--workers applies to --scheduler local or local-cuda, not to an address")
+        return None, Client(scheduler)
+    return cluster, Client(cluster)
+
+
+def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, partitioned_by_user, no_progress):
+    from . import distributed as job
+
+    job._require_dask()
+    engines.resolve(backend)  # fail on an unknown or unusable backend before starting a cluster
+    t0 = time.perf_counter()
+    cluster, client = _cluster(scheduler, workers)
+    try:
+        n = len(client.scheduler_info().get("workers", {}))
+        click.echo(f"dashboard: {client.dashboard_link} ({n} workers)", err=True)
+        show = not no_progress and sys.stderr.isatty()
+        job.generate(input_path, cfg, output, client=client, backend=backend,
+                     partitioned_by_user=partitioned_by_user, progress=show)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    click.echo(
+        f"{output}: {len(cfg.output_columns)} targets, scheduler {scheduler}; {time.perf_counter() - t0:.2f} s "
+        "(rows grouped by user)"
     )
 
 

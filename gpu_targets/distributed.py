@@ -1,0 +1,404 @@
+"""The distributed job: targets for a Parquet dataset on a Dask cluster (CPU or dask-cuda).
+
+:func:`generate` reads a Parquet file, directory or glob as a Dask DataFrame, brings
+every user's transactions into one partition (a shuffle on the user column, skipped for
+input declared partitioned by user), computes the targets of each partition with an
+engine from :mod:`gpu_targets.engines` (through :func:`gpu_targets.api.generate`), and
+writes a directory of Parquet files that appears complete or not at all.
+
+Output order (SPEC.md section 3 allows it for a distributed run): the rows of a user are
+together, ordered by ``(time, input row position)``; which partition (file) holds which
+user, and the order of users, is unspecified. Sort by the user and time columns to
+compare with a single-machine run.
+
+``dask`` and ``distributed`` are imported here only (``pip install 'gpu_targets[dask]'``);
+``import gpu_targets`` works without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import engines
+from .spec import Config, load_config
+from .transactions import DataError
+
+__all__ = ["generate", "default_partition_rows"]
+
+log = logging.getLogger("gpu_targets")
+
+PathLike = Union[str, os.PathLike]
+
+#: Helper column: the global input row position (ties keep input order); never written.
+ROW = "__gpu_targets_row__"
+#: Estimated bytes per input row in memory (ids, time, amount, MCC, other columns, the
+#: shuffle's copies); each target adds 4 bytes (float32).
+BYTES_PER_ROW = 100
+#: A partition uses at most this share of a worker's memory limit.
+MEMORY_SHARE = 1 / 8
+#: Partition size when the cluster reports no memory limit.
+FALLBACK_PARTITION_ROWS = 2_000_000
+_GLOB_CHARS = frozenset("*?[")
+_FORMAT_USER = {"sdsj2016": "customer_id", "tabformer": "User"}
+
+
+def _require_dask():
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ImportError("the distributed job needs Dask: pip install 'gpu_targets[dask]'") from None
+
+
+def user_column(config: Config) -> str:
+    """Name of the user column in the input: the format's own one, else ``config.columns.user``."""
+    return _FORMAT_USER.get(config.format, config.columns.user)
+
+
+def default_partition_rows(client, n_targets: int, bytes_per_row: float = BYTES_PER_ROW) -> int:
+    """Rows per partition so that one partition takes about 1/8 of the smallest worker memory.
+
+    A row is counted as ``bytes_per_row`` bytes of input (at least ``BYTES_PER_ROW``, 100;
+    :func:`generate` passes twice the input's uncompressed Parquet bytes per row) plus 4
+    bytes per target column (float32). Returns ``FALLBACK_PARTITION_ROWS`` when no worker
+    reports a limit.
+    """
+    workers = client.scheduler_info().get("workers", {}) if client is not None else {}
+    limits = [w.get("memory_limit") or 0 for w in workers.values()]
+    limits = [m for m in limits if m > 0]
+    if not limits:
+        return FALLBACK_PARTITION_ROWS
+    rows = int(min(limits) * MEMORY_SHARE / (max(bytes_per_row, BYTES_PER_ROW) + 4 * n_targets))
+    return max(rows, 1_000)
+
+
+# --------------------------------------------------------------------------- input
+def _parquet_files(path: PathLike) -> tuple[list[Path], Optional[Path]]:
+    """The data files of a file, directory (sorted, ``.``/``_`` names skipped) or glob, and
+    the directory when hive ``key=value`` sub-directories may hold partition columns."""
+    text = os.fspath(path)
+    p = Path(text)
+    if p.is_dir():
+        files = sorted(
+            f for f in p.rglob("*")
+            if f.is_file() and not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)
+        )
+        if not files:
+            raise DataError(f"directory {text!r} holds no Parquet files")
+        return files, p
+    if p.exists():
+        return [p], None
+    if _GLOB_CHARS & set(text):
+        files = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
+        if not files:
+            raise DataError(f"no file matches the pattern {text!r}")
+        return files, None
+    raise DataError(f"input file {text!r} not found")
+
+
+def _hive_keys(path: Path, root: Optional[Path]) -> dict[str, str]:
+    if root is None:
+        return {}
+    keys = {}
+    for part in path.relative_to(root).parts[:-1]:
+        if "=" in part:
+            k, v = part.split("=", 1)
+            keys[k] = v
+    return keys
+
+
+def _inspect(files: list[Path], root: Optional[Path]):
+    """Footer check of every file: row groups, rows, one schema. DataError names a bad file."""
+    import pyarrow.parquet as pq
+
+    infos, schema = [], None
+    for f in files:
+        try:
+            meta = pq.read_metadata(f)
+            s = meta.schema.to_arrow_schema()
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read {str(f)!r} as parquet: {' '.join(str(err).split())}") from None
+        if schema is None:
+            schema = s
+        elif not s.equals(schema):
+            raise DataError(f"{str(f)!r} has a schema that differs from {str(files[0])!r}")
+        groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+        infos.append((f, [g.num_rows for g in groups], sum(g.total_byte_size for g in groups)))
+    if root is not None:
+        # partition columns as pyarrow infers them for the single-machine read
+        import pyarrow.dataset as ds
+
+        schema = ds.dataset(root, format="parquet", partitioning="hive").schema
+    return infos, schema
+
+
+def _read_unit(unit, schema: pa.Schema) -> pd.DataFrame:
+    """Read one partition: a list of ``(path, row_groups or None, first_row, hive_keys)``."""
+    import pyarrow.parquet as pq
+
+    from .io import _to_pandas
+
+    frames = []
+    for path, row_groups, first_row, keys in unit:
+        try:
+            pf = pq.ParquetFile(path)
+            table = pf.read() if row_groups is None else pf.read_row_groups(row_groups)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read {str(path)!r} as parquet: {' '.join(str(err).split())}") from None
+        for name, value in keys.items():
+            field = schema.field(name)
+            typ = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+            table = table.append_column(name, pa.array([value] * table.num_rows).cast(typ))
+        frame = _to_pandas(table)
+        frame[ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+        frames.append(frame)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _units(infos, root, partition_rows: int, split_files: bool) -> list[list]:
+    """Group files (or their row groups when ``split_files``) into read units of about
+    ``partition_rows`` rows, in input order, each piece carrying its first global row."""
+    pieces, row = [], 0
+    for path, groups, _ in infos:
+        keys = _hive_keys(path, root)
+        n = sum(groups)
+        if not split_files or n <= partition_rows or len(groups) <= 1:
+            pieces.append((n, (path, None, row, keys)))
+        else:
+            first = row
+            for i, g in enumerate(groups):
+                pieces.append((g, (path, [i], first, keys)))
+                first += g
+        row += n
+    units, current, size = [], [], 0
+    for n, piece in pieces:
+        if current and size + n > partition_rows:
+            units.append(current)
+            current, size = [], 0
+        current.append(piece)
+        size += n
+    if current:
+        units.append(current)
+    return units
+
+
+# --------------------------------------------------------------------------- compute
+def _targets_of_partition(part: pd.DataFrame, config: Config, backend: str, meta: pd.DataFrame) -> pd.DataFrame:
+    """Targets of whole users: sort by (user, time, input row), compute, drop the helper column."""
+    from .api import generate as generate_targets
+    from .formats import to_roles
+
+    if len(part) == 0:
+        return meta
+    roles, role_cfg = to_roles(part.drop(columns=[ROW]), config)
+    key = pd.DataFrame(
+        {"u": roles[role_cfg.columns.user].to_numpy(), "t": roles[role_cfg.columns.time].to_numpy(),
+         "r": part[ROW].to_numpy()}
+    )
+    order = key.sort_values(["u", "t", "r"], kind="stable").index.to_numpy()
+    part = part.iloc[order].reset_index(drop=True)
+    out = generate_targets(part.drop(columns=[ROW]), config, backend=backend)
+    return out
+
+
+def _write_part(frame: pd.DataFrame, directory: Path, partition_info=None) -> pd.Series:
+    """Write one partition as ``part.NNNNN.parquet`` (as :func:`gpu_targets.io.write_parquet`
+    does: zstd, no dictionary for float columns), atomically: a rerun after a lost worker
+    replaces the file. Returns its row count."""
+    from .io import write_parquet
+
+    number = partition_info["number"] if partition_info is not None else 0
+    if hasattr(frame, "to_pandas"):  # cuDF partition
+        frame = frame.to_pandas()
+    write_parquet(frame, directory / f"part.{number:05d}.parquet")
+    return pd.Series([len(frame)], dtype=np.int64)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``; an existing ``final`` directory is removed only after."""
+    old = None
+    if final.exists():
+        if not final.is_dir():
+            raise IsADirectoryError(f"output path {str(final)!r} is a file; the distributed output is a directory")
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def generate(
+    input: PathLike,
+    config: Union[Config, dict, str, os.PathLike],
+    output: PathLike,
+    *,
+    client=None,
+    backend: str = "auto",
+    partitioned_by_user: bool = False,
+    partition_rows: Optional[int] = None,
+    progress: bool = False,
+) -> Path:
+    """Compute the targets of a Parquet dataset on a Dask cluster and write them as Parquet.
+
+    Parameters
+    ----------
+    input : str or path-like
+        A Parquet file, a directory of Parquet files (sorted path order, names starting
+        with ``.`` or ``_`` skipped, ``key=value`` sub-directories read as columns) or a
+        glob pattern; the same inputs as :func:`gpu_targets.io.read_transactions`
+        (except CSV). The input row position (in that order) breaks ties in time.
+    config : Config, dict, or path/YAML string
+        The targets (SPEC.md section 4); validated before any data is read. The user
+        column is ``config.columns.user`` (``customer_id`` for ``format: sdsj2016``,
+        ``User`` for ``tabformer``).
+    output : str or path-like
+        Directory to write (``part.NNNNN.parquet`` files, one per partition, written as
+        :func:`gpu_targets.io.write_parquet` writes): the input's columns, then one
+        ``float32`` column per target. Written to ``.<name>.tmp-<pid>`` beside it and
+        renamed when complete; an existing directory is replaced only then.
+    client : distributed.Client, optional
+        The cluster; default: the current client (``distributed.default_client()``), or
+        Dask's local scheduler when there is none.
+    backend : {"auto", "reference", "cpu", "cuda"}
+        Engine run on each partition; resolved on the client (``auto``: ``cuda`` where a
+        GPU is usable and cuDF installed, else ``cpu``). With ``cuda`` and dask_cudf
+        installed the partitions are read as cuDF frames.
+    partitioned_by_user : bool, default False
+        Declare that no user's transactions are split across input files, so the shuffle
+        is skipped: each file (or a run of consecutive whole files) becomes a partition.
+        True for input written with ``to_parquet(partition_on=[user])`` (one directory
+        per user) or one file per group of whole users. A wrong declaration gives wrong
+        targets for the split users.
+    partition_rows : int, optional
+        Rows per partition; default :func:`default_partition_rows` (about 1/8 of the
+        smallest worker's memory limit at 100 bytes per row plus 4 per target).
+    progress : bool, default False
+        Show ``distributed.progress`` bars (on a terminal or in a notebook).
+
+    Returns
+    -------
+    pathlib.Path
+        ``output``. Rows are grouped by user, each user's rows ordered by
+        ``(time, input row position)`` (SPEC.md section 3); the users' order and their
+        files are unspecified.
+
+    Raises
+    ------
+    ConfigError
+        Invalid config (before any data is read).
+    DataError
+        Missing input, a file that is not readable Parquet (named; footers are checked
+        before the job starts), schemas that differ, or what the engine raises (missing
+        column, null user/time).
+    FileNotFoundError
+        The directory of ``output`` does not exist.
+    ImportError
+        Dask is not installed (``pip install 'gpu_targets[dask]'``).
+
+    Notes
+    -----
+    A worker lost mid-job (killed, out of memory) has its tasks recomputed by the
+    scheduler; the output still has every row exactly once. If the job fails, the
+    temporary directory is removed and ``output`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile, os, pandas as pd
+    >>> from gpu_targets import distributed
+    >>> d = tempfile.mkdtemp()
+    >>> pd.DataFrame({"user_id": [1, 2, 1], "timestamp": [0, 0, 1], "amount": [10.0, 1.0, 5.0],
+    ...               "mcc": [5411] * 3}).to_parquet(os.path.join(d, "tx.parquet"))
+    >>> cfg = {"time_unit": "D", "targets": [{"name": "s", "agg": "sum",
+    ...        "window": {"period": "month", "mode": "expanding"}}]}
+    >>> out = distributed.generate(os.path.join(d, "tx.parquet"), cfg, os.path.join(d, "out"), backend="cpu")
+    >>> pd.read_parquet(out).sort_values(["user_id", "timestamp"])["s"].tolist()
+    [10.0, 15.0, 1.0]
+    """
+    _require_dask()
+    import dask
+    import dask.dataframe as dd
+
+    cfg = load_config(config)
+    backend_used = engines.resolve(backend)
+    final = Path(output)
+    if not final.parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(final.parent)!r} does not exist")
+    if final.exists() and not final.is_dir():
+        raise IsADirectoryError(f"output path {str(final)!r} is a file; the distributed output is a directory")
+    if client is None:
+        with contextlib.suppress(ValueError):
+            from distributed import default_client
+
+            client = default_client()
+
+    files, root = _parquet_files(input)
+    infos, schema = _inspect(files, root)
+    n_rows = sum(sum(groups) for _, groups, _ in infos)
+    bytes_per_row = 2 * sum(size for _, _, size in infos) / max(n_rows, 1)
+    if n_rows == 0:
+        raise DataError(f"the input {os.fspath(input)!r} has no rows")
+    user = user_column(cfg)
+    if user not in schema.names:
+        raise DataError(f"input has no column {user!r} (the user column)")
+    if partition_rows is None:
+        partition_rows = default_partition_rows(client, len(cfg.output_columns), bytes_per_row)
+    units = _units(infos, root, partition_rows, split_files=not partitioned_by_user)
+    n_parts = max(1, math.ceil(n_rows / partition_rows))
+    log.info("distributed: %d rows in %d files, %d read units, %d partitions of <= %d rows, backend %s",
+             n_rows, len(files), len(units), n_parts, partition_rows, backend_used)
+
+    from .io import _to_pandas
+
+    in_meta = _to_pandas(schema.empty_table())
+    in_meta[ROW] = np.zeros(0, dtype=np.int64)
+    out_meta = in_meta.drop(columns=[ROW])
+    for name in cfg.output_columns:
+        out_meta[name] = np.zeros(0, dtype=np.float32)
+
+    # keep the dtypes the single-machine read gives (no conversion to string[pyarrow])
+    settings = {"dataframe.convert-string": False}
+    if backend_used == "cuda":
+        import importlib.util
+
+        if importlib.util.find_spec("dask_cudf") is not None:
+            settings["dataframe.backend"] = "cudf"  # not run in CI (no GPU there)
+
+    tmp = (final.parent / f".{final.name}.tmp-{os.getpid()}").resolve()
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with dask.config.set(settings):
+            frame = dd.from_map(_read_unit, units, schema=schema, meta=in_meta, enforce_metadata=False)
+            if not partitioned_by_user:
+                frame = frame.shuffle(on=user, npartitions=n_parts)
+            result = frame.map_partitions(
+                _targets_of_partition, cfg, backend_used, out_meta, meta=out_meta, enforce_metadata=False,
+            )
+            tmp.mkdir()
+            job = result.map_partitions(_write_part, tmp, meta=pd.Series([], dtype=np.int64), enforce_metadata=False)
+            job = job.sum()
+            if client is not None:
+                future = client.compute(job)
+                if progress:
+                    from distributed import progress as show_progress
+
+                    show_progress(future)
+                written = future.result()
+            else:
+                (written,) = dask.compute(job)
+        log.info("distributed: wrote %d rows to %s", written, final)
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

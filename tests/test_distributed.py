@@ -1,0 +1,280 @@
+"""The distributed job (:mod:`gpu_targets.distributed`) on a CPU LocalCluster.
+
+Every result is compared with the single-machine :func:`gpu_targets.generate` after
+sorting both by (user, time, input row position): the distributed output groups rows by
+user (SPEC.md section 3).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+pytest.importorskip("dask.dataframe")
+
+from click.testing import CliRunner  # noqa: E402
+from distributed import Client, LocalCluster, WorkerPlugin  # noqa: E402
+
+from gpu_targets import engines, generate, load_config  # noqa: E402
+from gpu_targets import distributed as job  # noqa: E402
+from gpu_targets.cli import main  # noqa: E402
+from gpu_targets.datasets import synthetic_transactions  # noqa: E402
+from gpu_targets.io import read_transactions  # noqa: E402
+from gpu_targets.transactions import DataError  # noqa: E402
+
+from conftest import SHARED_DATA, assert_close, std_columns  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "seed20.yaml"
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def write_files(frame: pd.DataFrame, directory: Path, n_files: int) -> Path:
+    """The frame as ``n_files`` Parquet files (rows in order, users split across files)."""
+    directory.mkdir()
+    bounds = np.linspace(0, len(frame), n_files + 1).astype(int)
+    for i in range(n_files):
+        frame.iloc[bounds[i]:bounds[i + 1]].to_parquet(directory / f"part-{i:03d}.parquet", index=False)
+    return directory
+
+
+def by_user(frame: pd.DataFrame, user: str, time_col: str, position=None) -> pd.DataFrame:
+    """Rows sorted by (user, time, input position); ``position`` None: the current order."""
+    frame = frame.reset_index(drop=True)
+    pos = np.arange(len(frame)) if position is None else position
+    key = pd.DataFrame({"u": frame[user].to_numpy(), "t": frame[time_col].to_numpy(), "p": pos})
+    return frame.iloc[key.sort_values(["u", "t", "p"]).index.to_numpy()].reset_index(drop=True)
+
+
+def assert_same(got: pd.DataFrame, ref: pd.DataFrame, config, user="user_id", time_col="timestamp") -> None:
+    """Same columns, same rows (each exactly once), targets within SPEC.md's tolerance."""
+    cfg = load_config(config)
+    assert list(got.columns) == list(ref.columns)
+    assert len(got) == len(ref)
+    got = by_user(got, user, time_col)  # each user's rows are already in (time, input row) order
+    ref = by_user(ref, user, time_col)
+    inputs = [c for c in ref.columns if c not in cfg.output_columns]
+    pd.testing.assert_frame_equal(got[inputs], ref[inputs], check_exact=True)
+    stds = std_columns(cfg)
+    for c in cfg.output_columns:
+        assert got[c].dtype == np.float32
+        assert_close(got[c].to_numpy(), ref[c].to_numpy(), rtol=1e-4 if c in stds else 1e-6, label=c)
+
+
+@pytest.fixture(scope="module")
+def random_input(tmp_path_factory) -> Path:
+    tx = synthetic_transactions(40, (20, 150), seed=3, shuffle=True)
+    tx["timestamp"] = tx["timestamp"].dt.floor("h")  # many ties in time: input order decides
+    return write_files(tx, tmp_path_factory.mktemp("random") / "in", 5)
+
+
+@pytest.mark.parametrize("partition_rows", [None, 700])
+def test_matches_single_machine(client, random_input, tmp_path, partition_rows):
+    out = job.generate(random_input, CONFIG, tmp_path / "out", client=client, backend="cpu",
+                       partition_rows=partition_rows)
+    assert out == tmp_path / "out" and out.is_dir()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
+    got = read_transactions(out)
+    ref = generate(random_input, CONFIG, backend="cpu")
+    assert_same(got, ref, CONFIG)
+    # each part holds whole users, each user's rows in (time, input row) order
+    parts = [read_transactions(p) for p in sorted(out.glob("*.parquet"))]
+    if partition_rows == 700:
+        assert len(parts) > 1
+    owners = {}
+    for i, part in enumerate(parts):
+        for u in part["user_id"].unique():
+            assert owners.setdefault(u, i) == i, f"user {u} is in two parts"
+
+
+def test_partitioned_by_user(client, tmp_path):
+    tx = synthetic_transactions(30, (20, 120), seed=4, shuffle=True)
+    tx["timestamp"] = tx["timestamp"].dt.floor("D")
+    (tmp_path / "in").mkdir()
+    for k, users in enumerate(np.array_split(np.arange(30), 4)):  # each file holds whole users
+        tx[tx["user_id"].isin(users)].to_parquet(tmp_path / "in" / f"users-{k}.parquet", index=False)
+    out = job.generate(tmp_path / "in", CONFIG, tmp_path / "out", client=client, backend="cpu",
+                       partitioned_by_user=True, partition_rows=1000)
+    assert_same(read_transactions(out), generate(tmp_path / "in", CONFIG, backend="cpu"), CONFIG)
+
+
+def test_partition_on_user_directory(client, tmp_path):
+    """Input written with ``to_parquet(partition_on=[user])``: the user column comes from the path."""
+    tx = synthetic_transactions(6, 50, seed=5, shuffle=True)
+    tx.to_parquet(tmp_path / "in", partition_cols=["user_id"], index=False)
+    out = job.generate(tmp_path / "in", CONFIG, tmp_path / "out", client=client, backend="cpu",
+                       partitioned_by_user=True)
+    assert_same(read_transactions(out), generate(tmp_path / "in", CONFIG, backend="cpu"), CONFIG)
+
+
+def test_real_sdsj(client, tmp_path):
+    path = SHARED_DATA / "sberbank_sdsj2016_transactions_partial.parquet"
+    if not path.exists():
+        pytest.skip(f"shared dataset {path} is not available on this machine")
+    frame = read_transactions(path)
+    users = np.sort(frame["customer_id"].unique())[::6]  # about 95 users keeps it fast
+    frame = frame[frame["customer_id"].isin(users)].reset_index(drop=True)
+    write_files(frame, tmp_path / "in", 3)
+    cfg = load_config(CONFIG).model_copy(update={"format": "sdsj2016"})
+    out = job.generate(tmp_path / "in", cfg, tmp_path / "out", client=client, backend="cpu", partition_rows=10_000)
+    ref = generate(tmp_path / "in", cfg, backend="cpu")
+    # tr_datetime ("day HH:MM:SS") is not sortable as text: order by its seconds
+    secs = lambda f: f.assign(t=f["tr_datetime"].str.split(" ").map(lambda p: int(p[0]) * 86400) +  # noqa: E731
+                              pd.to_timedelta(f["tr_datetime"].str.split(" ").str[1]).dt.total_seconds())
+    got = secs(read_transactions(out))
+    ref = secs(ref)
+    cols = [*ref.columns]
+    assert_same(got[cols], ref, cfg, user="customer_id", time_col="t")
+
+
+# --------------------------------------------------------------------------- faults
+def test_bad_file_in_directory(client, random_input, tmp_path):
+    bad_dir = tmp_path / "in"
+    bad_dir.mkdir()
+    for f in sorted(random_input.iterdir()):
+        (bad_dir / f.name).write_bytes(f.read_bytes())
+    truncated = bad_dir / "part-002.parquet"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    with pytest.raises(DataError, match="part-002.parquet"):
+        job.generate(bad_dir, CONFIG, tmp_path / "out", client=client, backend="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_failure_during_job_leaves_nothing(client, tmp_path):
+    tx = synthetic_transactions(10, 40, seed=6)
+    tx.loc[57, "timestamp"] = pd.NaT  # a null time: the engine raises in one partition, on a worker
+    write_files(tx, tmp_path / "in", 2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.parquet").write_bytes(b"previous output")
+    with pytest.raises(DataError, match="null"):
+        job.generate(tmp_path / "in", CONFIG, tmp_path / "out", client=client, backend="cpu", partition_rows=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no temporary directory
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["old.parquet"]  # old output untouched
+
+
+class _SlowEngine:
+    """The cpu engine, 0.3 s slower per partition: gives a test time to kill a worker mid-job."""
+
+    @staticmethod
+    def compute(tx, config, progress=None):
+        time.sleep(0.3)
+        return engines.get("cpu").compute(tx, config, progress)
+
+
+def _register_slow():
+    import sys
+
+    engines.register("slow_cpu", lambda: sys.modules[__name__]._SlowEngine)
+
+
+class _RegisterSlow(WorkerPlugin):
+    """Registers the slow engine on every worker, restarted ones included."""
+
+    def setup(self, worker):
+        _register_slow()
+
+
+@pytest.fixture
+def slow_engine():
+    _register_slow()
+    yield "slow_cpu"
+    engines._REGISTRY.pop("slow_cpu", None)
+
+
+def test_worker_killed_mid_job(slow_engine, tmp_path):
+    tx = synthetic_transactions(60, (20, 80), seed=7, shuffle=True)
+    write_files(tx, tmp_path / "in", 6)
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        c.register_plugin(_RegisterSlow())
+        box = {}
+
+        def run():
+            try:
+                box["out"] = job.generate(tmp_path / "in", CONFIG, tmp_path / "out", client=c,
+                                          backend=slow_engine, partition_rows=150)  # ~20 partitions
+            except BaseException as err:  # pragma: no cover - reported below
+                box["error"] = err
+
+        thread = threading.Thread(target=run)
+        thread.start()
+
+        def finished_targets(dask_scheduler):
+            return sum(ts.state == "memory" and "targets_of_partition" in ts.key[0]
+                       for ts in dask_scheduler.tasks.values() if isinstance(ts.key, tuple))
+
+        deadline = time.monotonic() + 60
+        while c.run_on_scheduler(finished_targets) < 2:
+            assert time.monotonic() < deadline and thread.is_alive(), "the job did not start"
+            time.sleep(0.05)
+        pids = c.run(os.getpid)
+        victim = sorted(pids)[0]
+        os.kill(pids[victim], signal.SIGKILL)
+        assert thread.is_alive()  # killed mid-job: ~20 partitions at >= 0.3 s each on 2 workers
+        thread.join(120)
+        assert not thread.is_alive()
+        assert "error" not in box, box.get("error")
+        assert victim not in c.scheduler_info()["workers"]  # the killed worker is gone (a new one replaced it)
+    got = read_transactions(box["out"])
+    ref = generate(tmp_path / "in", CONFIG, backend="cpu")
+    assert_same(got, ref, CONFIG)  # every row exactly once
+
+
+def test_memory_limit_below_input(tmp_path):
+    """Workers with a small memory limit complete, with partitions sized from it.
+
+    A worker holds ~200 MB of imported libraries; below ~1 GB a limit pauses workers
+    (80%) on this input, so the limit here is 1 GB per worker for ~210 MB of input in
+    memory: partitions come from the limit, not from the file layout.
+    """
+    tx = synthetic_transactions(600, 500, seed=8)
+    # a unique 300-character note per row: ~3x the bytes per row of the plain columns
+    tx["note"] = pd.Series(np.arange(len(tx)).astype("U300"), dtype="str").str.pad(300, fillchar="n")
+    write_files(tx, tmp_path / "in", 8)
+    del tx
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, memory_limit="1GB",
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        out = job.generate(tmp_path / "in", CONFIG, tmp_path / "out", client=c, backend="cpu")
+    assert len(list(out.glob("*.parquet"))) >= 2  # partitions sized from the limit
+    got = read_transactions(out)
+    assert_same(got, generate(tmp_path / "in", CONFIG, backend="cpu"), CONFIG)
+
+
+def test_default_partition_rows(client):
+    limit = min(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
+    assert job.default_partition_rows(client, 22) == int(limit / 8 / (100 + 88))
+    assert job.default_partition_rows(None, 22) == job.FALLBACK_PARTITION_ROWS
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_scheduler_local(random_input, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["generate", str(random_input), "-c", str(CONFIG), "-o", str(out), "--backend", "cpu",
+               "--scheduler", "local", "--workers", "2"],
+        standalone_mode=False, catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "dashboard" in result.output
+    assert_same(read_transactions(out), generate(random_input, CONFIG, backend="cpu"), CONFIG)
+
+
+def test_cli_workers_needs_scheduler(random_input, tmp_path):
+    result = CliRunner().invoke(main, ["generate", str(random_input), "-c", str(CONFIG), "-o",
+                                       str(tmp_path / "o.parquet"), "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--scheduler" in result.output
