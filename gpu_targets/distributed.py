@@ -345,7 +345,10 @@ def generate(
     files, root = _parquet_files(input)
     infos, schema = _inspect(files, root)
     n_rows = sum(sum(groups) for _, groups, _ in infos)
-    bytes_per_row = 2 * sum(size for _, _, size in infos) / max(n_rows, 1)
+    # in-memory width: Parquet's uncompressed size undercounts columns that encode small
+    # (runs, dictionaries), so fixed-width columns count their full item size
+    fixed = sum(f.type.bit_width // 8 for f in schema if pa.types.is_primitive(f.type) and f.type.bit_width >= 8)
+    bytes_per_row = 2 * max(sum(size for _, _, size in infos) / max(n_rows, 1), fixed)
     if n_rows == 0:
         raise DataError(f"the input {os.fspath(input)!r} has no rows")
     user = user_column(cfg)

@@ -280,3 +280,4 @@ def test_cli_workers_needs_scheduler(random_input, tmp_path):
                                        str(tmp_path / "o.parquet"), "--workers", "2"])
     assert result.exit_code == 2
     assert "--scheduler" in result.output
+
