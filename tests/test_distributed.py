@@ -281,3 +281,4 @@ def test_cli_workers_needs_scheduler(random_input, tmp_path):
     assert result.exit_code == 2
     assert "--scheduler" in result.output
 
+
