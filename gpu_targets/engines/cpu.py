@@ -520,8 +520,8 @@ def _sliding_extreme(vv, nv, absf, lo, hi, is_min, fill, dst):
     power-of-two blocks).
 
     Chosen over a monotonic deque: on dense filters the deque's pop loops mispredict on
-    almost every row (26.9 -> 16.9 ns/row for seed20's spend_max_next_7d, one thread of
-    the 2-core EPYC dev machine).
+    almost every row, while these queries are branch-free (seed20's spend_max_next_7d
+    got faster; see benchmarks/profile_targets.py for the current cost).
     """
     m = lo.shape[0]
     wmax = 1
