@@ -75,16 +75,6 @@ class Transactions:
         """UTC nanoseconds since the epoch, int64 [n] (a new array unless ticks are ns)."""
         return self.time if self.time_factor == 1 else self.time * np.int64(self.time_factor)
 
-    @classmethod
-    def from_arrays(cls, user, time_ns, amount, mcc) -> "Transactions":
-        """Build from arrays already in engine dtypes (no checks beyond casting)."""
-        return cls(
-            np.ascontiguousarray(user, dtype=np.int64),
-            np.ascontiguousarray(time_ns, dtype=np.int64),
-            np.ascontiguousarray(amount, dtype=np.float64),
-            np.ascontiguousarray(mcc, dtype=np.int32),
-        )
-
 
 def _first_rows(mask: np.ndarray, limit: int = 5) -> str:
     rows = np.flatnonzero(mask)[:limit]
