@@ -23,6 +23,7 @@ Period indices (``local_ns`` = local wall-clock nanoseconds since 1970-01-01 00:
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from numba.extending import register_jitable
 
 from .spec import PERIODS
@@ -142,8 +143,16 @@ def local_wall_clock_ns(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
     return np.asarray(idx.tz_localize(None).asi8, dtype=np.int64)
 
 
+@njit(cache=True)
+def _period_indices(local_ns, code):
+    out = np.empty(local_ns.shape[0], dtype=np.int64)
+    for i in range(local_ns.shape[0]):
+        out[i] = period_index(local_ns[i], code)
+    return out
+
+
 def period_indices(local_ns: np.ndarray, period: str) -> np.ndarray:
-    """Vectorised :func:`period_index` (NumPy; used outside the kernels).
+    """Vectorised :func:`period_index` (used outside the kernels).
 
     Parameters
     ----------
@@ -154,20 +163,12 @@ def period_indices(local_ns: np.ndarray, period: str) -> np.ndarray:
     Returns
     -------
     ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        Unknown period.
     """
-    local_ns = np.asarray(local_ns, dtype=np.int64)
-    if period == "hour":
-        return local_ns // NS_PER_HOUR
-    day = local_ns // NS_PER_DAY
-    if period == "day":
-        return day
-    if period == "week":
-        return (day + 3) // 7
-    months = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    if period == "month":
-        return months
-    if period == "quarter":
-        return months // 3
-    if period == "year":
-        return months // 12
-    raise ValueError(f"unknown period {period!r}; allowed: {', '.join(PERIODS)}")
+    if period not in PERIOD_CODES:
+        raise ValueError(f"unknown period {period!r}; allowed: {', '.join(PERIODS)}")
+    return _period_indices(np.ascontiguousarray(local_ns, dtype=np.int64), PERIOD_CODES[period])
