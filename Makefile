@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # CPU extras for development and CI; torch (when needed) is pinned to the local CPU build
 # by constraints-cpu.txt, never left to pull CUDA wheels.
-EXTRAS ?= plot,test,bench,torch,dask
+EXTRAS ?= plot,test,bench,torch,dask,notebooks,docs
 
 .PHONY: demo test bench bench-quick clean-cache clean
 
