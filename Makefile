@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # by constraints-cpu.txt, never left to pull CUDA wheels.
 EXTRAS ?= plot,test,bench,torch,dask,notebooks,docs
 
-.PHONY: demo test bench bench-quick clean-cache clean
+.PHONY: demo test docs bench bench-quick clean-cache clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_cuda_sim.py
+	$(PY) -m mkdocs build --strict -d site  # not -q: it hides the warnings that --strict counts
+
+# the MkDocs site (mkdocs.yml) into site/; --strict: a broken link, reference or stale
+# generated page fails the build (`make test` runs it too)
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d site
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cpu.py --users 2048 --markdown docs/benchmarks-cpu-latest.md
@@ -36,4 +42,4 @@ clean-cache:
 	find gpu_targets -name '*.nbi' -delete -o -name '*.nbc' -delete
 
 clean: clean-cache
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis site
