@@ -8,8 +8,10 @@ At every build:
   go stale;
 * ``docs/config-reference.md`` must equal a fresh rendering of the config model
   (:mod:`config_reference`), else the build fails naming the command that fixes it;
-* the repository's README becomes the page ``readme.md`` (its ``docs/`` links made
-  relative), so the site shows the commands without a copy to keep in step.
+* the repository's README becomes the page ``readme.md``, so the site shows the
+  commands without a copy to keep in step: its links into ``docs/`` are made relative;
+  links to other files of the repository (``examples/pretrain.py``), which are no pages
+  of the site, become the path as inline code.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mkdocs.structure.files import File
 import config_reference
 import figures
 
+_LINK = re.compile(r"\[([^\]]+)\]\((?![a-z]+:|#)([^)\s]+)\)")
 _TABLE = re.compile(r"<!--\s*gpu_targets:table\s+([\w-]+)\s*-->")
 _ROOT = Path(__file__).resolve().parents[2]
 _tables: dict[str, str] = {}
@@ -43,9 +46,16 @@ def on_files(files, config):
     for name, make in figures.FIGURES.items():
         files.append(File.generated(config, f"figures/{name}.svg", content=make()))
     readme = (_ROOT / "README.md").read_text(encoding="utf-8")
-    readme = re.sub(r"\]\(docs/", "](", readme)
-    files.append(File.generated(config, "readme.md", content=readme))
+    files.append(File.generated(config, "readme.md", content=_LINK.sub(_readme_link, readme)))
     return files
+
+
+def _readme_link(match: re.Match) -> str:
+    text, target = match.groups()
+    if target.startswith("docs/"):
+        return f"[{text}]({target.removeprefix('docs/')})"
+    code = f"`{target}`"
+    return text if text == code else f"{text} ({code})"
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
