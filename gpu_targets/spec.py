@@ -19,6 +19,7 @@ objects below::
 from __future__ import annotations
 
 import math
+import difflib
 import os
 import re
 from pathlib import Path
@@ -345,7 +346,20 @@ def _target_label(raw: Any, loc: tuple) -> str:
 
 
 def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
-    e = err.errors(include_url=False)[0]
+    errors = err.errors(include_url=False)
+    e = errors[0]
+    hint = ""
+    if e["type"] == "missing":
+        # a misspelt required key shows up as "missing" plus "unknown key" beside it:
+        # report the unknown key, which names what the user wrote, with the likely fix
+        parent = tuple(e["loc"])[:-1]
+        missing = [str(x["loc"][-1]) for x in errors if x["type"] == "missing" and tuple(x["loc"])[:-1] == parent]
+        for other in errors:
+            if other["type"] == "extra_forbidden" and tuple(other["loc"])[:-1] == parent:
+                e = other
+                close = difflib.get_close_matches(str(other["loc"][-1]), missing, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; missing: {', '.join(map(repr, missing))}"
+                break
     loc = tuple(e["loc"])
     path = _loc_to_path(loc)
     msg = e["msg"]
@@ -357,7 +371,7 @@ def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
         msg = "required key is missing"
         value = None
     elif etype == "extra_forbidden":
-        msg = f"unknown key (value {value!r})"
+        msg = f"unknown key (value {value!r}){hint}"
     elif not isinstance(value, dict):
         msg = f"{msg} (got {value!r})"
     key = str(loc[-1]) if loc else ""

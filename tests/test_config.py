@@ -53,6 +53,12 @@ def test_unknown_key_in_target():
         load_config(two_targets(target(name="b", windw={"period": "day"})))
 
 
+def test_misspelt_required_key_is_reported_as_the_unknown_key_with_the_fix():
+    bad = target(name="b", windw={"period": "day", "mode": "full"}, window=_DROP)
+    with raises_at("targets[1].windw", name="b", also="unknown key.*did you mean 'window'"):
+        load_config(two_targets(bad))
+
+
 def test_unknown_key_in_window():
     with raises_at("targets[1].window.size", name="b", also="unknown key"):
         load_config(two_targets(target(name="b", window={"period": "day", "mode": "full", "size": 3})))
