@@ -99,7 +99,7 @@ _T = "{name: t, agg: sum, window: {period: day, mode: expanding}}"
 #: (rule, a config breaking it as YAML): the message shown is what load_config raises for it.
 ERROR_CASES = [
     ("unknown key", "targets: [{name: t, agg: sum, weight: 2, window: {period: day, mode: expanding}}]"),
-    ("misspelt required key (reported as the missing one)",
+    ("misspelt required key (named, with the likely fix)",
      "targets: [{name: t, agg: sum, windw: {period: day, mode: expanding}}]"),
     ("missing required key", "targets: [{name: t, agg: sum}]"),
     ("no targets", "targets: []"),
