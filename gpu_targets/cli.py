@@ -28,7 +28,7 @@ from .io import check_output_path, read_transactions, replacing, write_parquet
 from .spec import FORMATS, Config, ConfigError, Target, load_config
 from .transactions import DataError
 
-__all__ = ["main"]
+__all__ = ["main", "target_summary"]
 
 BACKENDS = ("auto", "reference", "cpu", "cuda")
 _EMPTY_IS_ZERO = ("count", "sum", "any")
@@ -309,6 +309,64 @@ def demo(users: int, tx_per_user: int, backend: str, output: Optional[Path]) -> 
 
 
 # --------------------------------------------------------------------------- describe
+def target_summary(frame, config=None):
+    """Target rate and distribution of each target column, as ``gpu-targets describe`` prints.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        An output of :func:`gpu_targets.generate` (any frame holding the target columns).
+    config : Config, dict or path, optional
+        The config that made ``frame``: its output columns are described, each with its
+        target's empty-window value (0 for ``count``/``sum``/``any``, else ``fill``).
+        Default: every ``float32`` column, with 0 as the empty-window value.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per target column: ``column``; ``rate``, the share of rows whose window
+        is not empty (value neither NaN nor the empty-window value); ``mean``, ``std``
+        (ddof 1), ``min``, the 5/25/50/75/95% quantiles and ``max`` of the non-NaN values.
+
+    Raises
+    ------
+    ConfigError
+        Invalid ``config``.
+    DataError
+        A target column of ``config`` is missing; without ``config``, no float32 column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from gpu_targets import generate
+    >>> tx = pd.DataFrame({"user_id": [1, 1, 2], "timestamp": [0, 1, 0],
+    ...                    "amount": [5.0, 7.0, 1.0], "mcc": [5411, 5411, 4814]})
+    >>> cfg = {"time_unit": "D", "targets": [{"name": "grocery_sum_next_day", "agg": "sum",
+    ...        "mcc": [5411], "window": {"period": "day", "mode": "next"}}]}
+    >>> target_summary(generate(tx, cfg, backend="cpu"), cfg)["rate"].round(3).tolist()
+    [0.333]
+    """
+    cfg = load_config(config) if config is not None else None
+    columns, empty = _described_columns(frame, cfg, "the frame", "the config")
+    return _summary(frame, columns, empty)
+
+
+def _described_columns(frame, cfg: Optional[Config], frame_name: str, config_name: str):
+    """The target columns to describe and each one's empty-window value (DataError if none)."""
+    import numpy as np
+
+    if cfg is not None:
+        columns = cfg.output_columns
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{frame_name} has no column {missing[0]!r}, a target of {config_name}")
+        return columns, {c: _empty_value(t) for t in cfg.targets for c in t.output_columns}
+    columns = [c for c in frame.columns if frame[c].dtype == np.float32]
+    if not columns:
+        raise DataError(f"{frame_name} has no float32 (target) columns")
+    return columns, dict.fromkeys(columns, 0.0)
+
+
 def _summary(frame, columns: list[str], empty: dict[str, float]):
     """One row per target column: target rate (share of non-empty windows) and quantiles."""
     import numpy as np
@@ -381,23 +439,11 @@ def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]
     empty-window value); mean, std (ddof 1), min, quantiles and max are over the
     non-NaN values.
     """
-    import numpy as np
-
     cfg = load_config(config_path) if config_path is not None else None
     if plot is not None:
         check_output_path(plot)
     frame = read_transactions(output_path)
-    if cfg is not None:
-        columns = cfg.output_columns
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DataError(f"{output_path!r} has no column {missing[0]!r}, a target of {str(config_path)!r}")
-        empty = {c: _empty_value(t) for t in cfg.targets for c in t.output_columns}
-    else:
-        columns = [c for c in frame.columns if frame[c].dtype == np.float32]
-        if not columns:
-            raise DataError(f"{output_path!r} has no float32 (target) columns")
-        empty = dict.fromkeys(columns, 0.0)
+    columns, empty = _described_columns(frame, cfg, repr(output_path), repr(str(config_path)))
     table = _summary(frame, columns, empty)
     click.echo(f"{output_path}: {len(frame):,} rows, {len(columns)} target columns")
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
