@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # by constraints-cpu.txt, never left to pull CUDA wheels.
 EXTRAS ?= plot,test,bench,torch,dask,notebooks,docs
 
-.PHONY: demo test docs bench bench-quick clean-cache clean
+.PHONY: demo test docs lab bench bench-quick clean-cache clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(STAMP)
 # generated page fails the build (`make test` runs it too)
 docs: $(STAMP)
 	$(PY) -m mkdocs build --strict -d site
+
+# Jupyter on the notebooks (installs the jupyter extra on first use); start with
+# 01_quickstart.ipynb, which plots targets on the real SDSJ data when ../shared is there
+lab: $(STAMP)
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS),jupyter]"
+	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cpu.py --users 2048 --markdown docs/benchmarks-cpu-latest.md
