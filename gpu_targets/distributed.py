@@ -42,11 +42,16 @@ PathLike = Union[str, os.PathLike]
 
 #: Helper column: the global input row position (ties keep input order); never written.
 ROW = "__gpu_targets_row__"
-#: Estimated bytes per input row in memory (ids, time, amount, MCC, other columns, the
-#: shuffle's copies); each target adds 4 bytes (float32).
-BYTES_PER_ROW = 100
-#: A partition uses at most this share of a worker's memory limit.
-MEMORY_SHARE = 1 / 8
+#: Smallest in-memory bytes counted per input row.
+BYTES_PER_ROW = 40
+#: Host memory a CPU worker holds besides its partitions: Python, Dask, pandas, pyarrow,
+#: Numba, the compiled engine, Dask's own state (measured 250-270 MiB before a shuffled
+#: job, 330-345 MiB after one, on this project's development machine).
+WORKER_BASELINE = 340 * 2**20
+#: A worker's peak memory above ``WORKER_BASELINE``, in partitions (in memory form):
+#: Dask's p2p shuffle splits and serializes a partition while it receives and re-splits
+#: the other workers' shards (measured 4.5-7 times, docs/distributed.md "Memory").
+PARTITION_COPIES = 8
 #: Partition size when the cluster reports no memory limit.
 FALLBACK_PARTITION_ROWS = 2_000_000
 _GLOB_CHARS = frozenset("*?[")
@@ -67,20 +72,72 @@ def user_column(config: Config) -> str:
 
 
 def default_partition_rows(client, n_targets: int, bytes_per_row: float = BYTES_PER_ROW) -> int:
-    """Rows per partition so that one partition takes about 1/8 of the smallest worker memory.
+    """Rows per partition so that a worker's peak memory stays below its pause threshold.
 
-    A row is counted as ``bytes_per_row`` bytes of input (at least ``BYTES_PER_ROW``, 100;
-    :func:`generate` passes twice the input's uncompressed Parquet bytes per row) plus 4
-    bytes per target column (float32). Returns ``FALLBACK_PARTITION_ROWS`` when no worker
-    reports a limit.
+    A worker's budget is its ``memory_limit`` times Dask's pause fraction
+    (``distributed.worker.memory.pause``, 0.8 by default) less what it holds besides the
+    partitions: its process memory as the scheduler last saw it, at least
+    ``WORKER_BASELINE`` (340 MiB). A partition of ``n`` rows counts
+    ``n * (bytes_per_row + 4 * n_targets)`` bytes (the input row in memory form, at least
+    ``BYTES_PER_ROW``, plus the float32 targets) and a worker holds up to
+    ``PARTITION_COPIES`` (8) times that at its peak. The smallest budget decides.
+
+    Returns ``FALLBACK_PARTITION_ROWS`` when no worker reports a memory limit, and at
+    least 1,000 rows (with a logged warning when the budget is smaller than that).
     """
-    workers = client.scheduler_info().get("workers", {}) if client is not None else {}
-    limits = [w.get("memory_limit") or 0 for w in workers.values()]
-    limits = [m for m in limits if m > 0]
-    if not limits:
+    import dask
+
+    workers = client.scheduler_info(n_workers=-1).get("workers", {}) if client is not None else {}
+    workers = [w for w in workers.values() if (w.get("memory_limit") or 0) > 0]
+    if not workers:
         return FALLBACK_PARTITION_ROWS
-    rows = int(min(limits) * MEMORY_SHARE / (max(bytes_per_row, BYTES_PER_ROW) + 4 * n_targets))
-    return max(rows, 1_000)
+    pause = (dask.config.get("distributed.worker.memory.pause")
+             or dask.config.get("distributed.worker.memory.terminate") or 0.95)
+    budget = min(
+        w["memory_limit"] * pause - max((w.get("metrics") or {}).get("memory") or 0, WORKER_BASELINE)
+        for w in workers
+    )
+    rows = int(budget / (PARTITION_COPIES * (max(bytes_per_row, BYTES_PER_ROW) + 4 * n_targets)))
+    if rows < 1_000:
+        log.warning("distributed: the workers' memory limits leave %.0f MiB for partitions; "
+                    "partitions of 1,000 rows may not fit", budget / 2**20)
+        return 1_000
+    return rows
+
+
+def _release_freed_memory() -> None:
+    """Make pyarrow hand freed memory back to the OS at once (a worker plugin's set-up).
+
+    pyarrow's default pool, mimalloc, keeps freed pages resident: every partition read,
+    split, serialized or unpacked by the shuffle ratchets the worker's RSS, which Dask
+    counts as unmanaged memory against ``memory_limit`` (the nanny kills the worker at
+    95%; a paused worker that cannot free it waits forever). Unless the worker runs with
+    ``MIMALLOC_PURGE_DELAY=0`` (mimalloc then frees at once too, and is the faster), the
+    default pool becomes jemalloc with no decay, or the C allocator where pyarrow has no
+    jemalloc (Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` for it).
+    """
+    if pa.default_memory_pool().backend_name != "mimalloc" or os.environ.get("MIMALLOC_PURGE_DELAY") == "0":
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+
+
+def _release_memory_plugin():
+    """A worker plugin that runs :func:`_release_freed_memory` on every worker, restarted ones too."""
+    from distributed import WorkerPlugin
+
+    class ReleaseFreedMemory(WorkerPlugin):
+        name = "gpu_targets-release-freed-memory"
+        idempotent = True  # registered once per cluster
+
+        def setup(self, worker):
+            _release_freed_memory()
+
+    return ReleaseFreedMemory()
 
 
 # --------------------------------------------------------------------------- input
@@ -141,6 +198,25 @@ def _inspect(files: list[Path], root: Optional[Path]):
 
         schema = ds.dataset(root, format="parquet", partitioning="hive").schema
     return infos, schema
+
+
+def _bytes_per_row(infos, schema: pa.Schema, n_rows: int, sample_rows: int = 10_000) -> float:
+    """In-memory bytes per input row, the row-position column included.
+
+    The largest of: Parquet's uncompressed size per row, the fixed-width columns at full
+    width, and the Arrow size of the first rows of the first non-empty file (columns
+    stored as dictionaries or runs decode to far more than their Parquet size).
+    """
+    import pyarrow.parquet as pq
+
+    fixed = sum(f.type.bit_width // 8 for f in schema if pa.types.is_primitive(f.type) and f.type.bit_width >= 8)
+    width = max(sum(size for _, _, size in infos) / n_rows, fixed)
+    path = next(path for path, groups, _ in infos if sum(groups) > 0)
+    try:
+        batch = next(pq.ParquetFile(path).iter_batches(batch_size=sample_rows))
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"cannot read {str(path)!r} as parquet: {' '.join(str(err).split())}") from None
+    return max(width, batch.nbytes / batch.num_rows) + 8
 
 
 def _read_unit(unit, schema: pa.Schema) -> pd.DataFrame:
@@ -281,8 +357,10 @@ def generate(
         per user) or one file per group of whole users. A wrong declaration gives wrong
         targets for the split users.
     partition_rows : int, optional
-        Rows per partition; default :func:`default_partition_rows` (about 1/8 of the
-        smallest worker's memory limit at 100 bytes per row plus 4 per target).
+        Rows per partition; default :func:`default_partition_rows`: what keeps the
+        smallest worker below its pause threshold (80% of its memory limit), the width
+        of a row measured on the first rows of the input. A read partition never splits
+        a Parquet row group.
     progress : bool, default False
         Show ``distributed.progress`` bars (on a terminal or in a notebook).
 
@@ -311,6 +389,11 @@ def generate(
     A worker lost mid-job (killed, out of memory) has its tasks recomputed by the
     scheduler; the output still has every row exactly once. If the job fails, the
     temporary directory is removed and ``output`` is left as it was.
+
+    With a client, a worker plugin makes pyarrow on the workers return freed memory to
+    the OS at once (jemalloc without decay instead of the default mimalloc, unless the
+    workers run with ``MIMALLOC_PURGE_DELAY=0``); it stays for later jobs on that
+    cluster. docs/distributed.md ("Memory") gives the measurements.
 
     Examples
     --------
@@ -345,12 +428,9 @@ def generate(
     files, root = _parquet_files(input)
     infos, schema = _inspect(files, root)
     n_rows = sum(sum(groups) for _, groups, _ in infos)
-    # in-memory width: Parquet's uncompressed size undercounts columns that encode small
-    # (runs, dictionaries), so fixed-width columns count their full item size
-    fixed = sum(f.type.bit_width // 8 for f in schema if pa.types.is_primitive(f.type) and f.type.bit_width >= 8)
-    bytes_per_row = 2 * max(sum(size for _, _, size in infos) / max(n_rows, 1), fixed)
     if n_rows == 0:
         raise DataError(f"the input {os.fspath(input)!r} has no rows")
+    bytes_per_row = _bytes_per_row(infos, schema, n_rows)
     user = user_column(cfg)
     if user not in schema.names:
         raise DataError(f"input has no column {user!r} (the user column)")
@@ -358,6 +438,14 @@ def generate(
         partition_rows = default_partition_rows(client, len(cfg.output_columns), bytes_per_row)
     units = _units(infos, root, partition_rows, split_files=not partitioned_by_user)
     n_parts = max(1, math.ceil(n_rows / partition_rows))
+    # a read partition holds at least a row group (a file for user-partitioned input)
+    if partitioned_by_user:
+        piece, piece_rows = "file", max(sum(g) for _, g, _ in infos)
+    else:
+        piece, piece_rows = "row group", max(max(g, default=0) for _, g, _ in infos)
+    if piece_rows > 2 * partition_rows:
+        log.warning("distributed: a %s of %d rows is read whole, above the %d rows per partition; "
+                    "write smaller ones if the workers run out of memory", piece, piece_rows, partition_rows)
     log.info("distributed: %d rows in %d files, %d read units, %d partitions of <= %d rows, backend %s",
              n_rows, len(files), len(units), n_parts, partition_rows, backend_used)
 
@@ -391,6 +479,7 @@ def generate(
             job = result.map_partitions(_write_part, tmp, meta=pd.Series([], dtype=np.int64), enforce_metadata=False)
             job = job.sum()
             if client is not None:
+                client.register_plugin(_release_memory_plugin())
                 future = client.compute(job)
                 if progress:
                     from distributed import progress as show_progress

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("distributed")
@@ -234,31 +236,60 @@ def test_worker_killed_mid_job(slow_engine, tmp_path):
     assert_same(got, ref, CONFIG)  # every row exactly once
 
 
-def test_partitions_sized_from_worker_memory_limit(tmp_path):
-    """Workers with a small memory limit complete, with partitions sized from it.
+def write_wide(directory: Path, n_users: int, tx_per_user: int, note_bytes: int, n_files: int) -> int:
+    """Transactions plus a ``note`` column of ``note_bytes``-character strings, in random
+    row order over ``n_files`` files (users split across files); returns the bytes in memory.
 
-    Not an input larger than the workers' memory: a worker holds ~200 MB of imported
-    libraries and below ~1 GB a limit pauses workers (80%) on this input, so the limit
-    is 1 GB per worker for ~210 MB of input in memory. Bounded memory on an input larger
-    than memory is shown by the 200M-row run of benchmarks/bench_distributed.py
-    (docs/distributed.md), not by a test.
+    64 distinct notes: the files stay small (dictionary-encoded) while the frame is large.
     """
-    tx = synthetic_transactions(600, 500, seed=8)
-    # a unique 300-character note per row: ~3x the bytes per row of the plain columns
-    tx["note"] = pd.Series(np.arange(len(tx)).astype("U300"), dtype="str").str.pad(300, fillchar="n")
-    write_files(tx, tmp_path / "in", 8)
-    del tx
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, memory_limit="1GB",
+    tx = pa.Table.from_pandas(synthetic_transactions(n_users, tx_per_user, seed=8, shuffle=True),
+                              preserve_index=False)
+    notes = pa.array([f"{k:02d}".ljust(note_bytes, "n") for k in range(64)])
+    which = np.random.default_rng(8).integers(0, 64, len(tx))
+    directory.mkdir()
+    nbytes = 0
+    bounds = np.linspace(0, len(tx), n_files + 1).astype(int)
+    for i in range(n_files):
+        part = tx.slice(bounds[i], bounds[i + 1] - bounds[i])
+        part = part.append_column("note", notes.take(which[bounds[i]:bounds[i + 1]]))
+        pq.write_table(part, directory / f"part-{i:03d}.parquet", row_group_size=5_000)
+        nbytes += part.nbytes
+    return nbytes
+
+
+def test_shuffle_input_larger_than_worker_memory(tmp_path):
+    """The user shuffle of an input twice a worker's memory limit completes, no worker dies.
+
+    2 worker processes of 600 MB shuffle 1.15 GiB (in memory form; more than both limits
+    together) with partitions sized from the limit. Before the fix the workers were
+    killed in the shuffle: pyarrow's default allocator kept every freed copy resident, and
+    the partitions ignored the ~300 MiB a worker holds before its first partition
+    (docs/distributed.md, "Memory").
+    """
+    limit = 600e6
+    nbytes = write_wide(tmp_path / "in", 1200, 250, 4000, 8)
+    assert nbytes > 1.9 * limit
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, memory_limit=limit,
                       dashboard_address=":0") as cluster, Client(cluster) as c:
+        workers = c.run(os.getpid)  # address -> pid: a worker killed and restarted changes both
         out = job.generate(tmp_path / "in", CONFIG, tmp_path / "out", client=c, backend="cpu")
-    assert len(list(out.glob("*.parquet"))) >= 2  # partitions sized from the limit
-    got = read_transactions(out)
-    assert_same(got, generate(tmp_path / "in", CONFIG, backend="cpu"), CONFIG)
+        assert c.run(os.getpid) == workers, "a worker died"
+    assert len(list(out.glob("*.parquet"))) > 8 * nbytes / limit  # partitions sized from the limit
+
+    def read(files):  # notes as categories: this process holds no GiB of strings
+        table = pa.concat_tables(pq.read_table(f, read_dictionary=["note"]) for f in sorted(files))
+        return table.to_pandas().assign(note=lambda f: f["note"].astype(object))
+
+    ref = generate(read((tmp_path / "in").iterdir()), CONFIG, backend="cpu")
+    assert_same(read(out.iterdir()), ref, CONFIG)
 
 
 def test_default_partition_rows(client):
-    limit = min(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
-    assert job.default_partition_rows(client, 22) == int(limit / 8 / (100 + 88))
+    """Pause fraction of the limit, less the worker's baseline, over 8 copies of a row."""
+    worker = min(client.scheduler_info()["workers"].values(), key=lambda w: w["memory_limit"])
+    budget = worker["memory_limit"] * 0.8 - max(worker["metrics"]["memory"], job.WORKER_BASELINE)
+    assert job.default_partition_rows(client, 22) == int(budget / (8 * (40 + 88)))
+    assert job.default_partition_rows(client, 22, 1000) == int(budget / (8 * (1000 + 88)))
     assert job.default_partition_rows(None, 22) == job.FALLBACK_PARTITION_ROWS
 
 
