@@ -192,7 +192,9 @@ def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, 
     from . import distributed as job
 
     job._require_dask()
-    engines.resolve(backend)  # fail on an unknown or unusable backend before starting a cluster
+    if scheduler in ("local", "local-cuda"):
+        engines.resolve(backend)  # fail on an unusable backend before starting a cluster
+    # with an address, the workers decide (distributed.generate resolves it on one of them)
     t0 = time.perf_counter()
     cluster, client = _cluster(scheduler, workers)
     try:

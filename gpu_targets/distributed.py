@@ -314,6 +314,15 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _resolve_on_workers(client, backend: str) -> str:
+    """The engine the partitions will run, decided where they run: ``auto`` and ``cuda``
+    depend on the workers' GPUs, not the client's (a laptop may drive GPU workers).
+    Raises the worker's ImportError when the engine is unusable there."""
+    if client is None or backend in ("reference", "cpu"):
+        return engines.resolve(backend)
+    return client.submit(engines.resolve, backend, pure=False).result()
+
+
 def generate(
     input: PathLike,
     config: Union[Config, dict, str, os.PathLike],
@@ -347,8 +356,9 @@ def generate(
         The cluster; default: the current client (``distributed.default_client()``), or
         Dask's local scheduler when there is none.
     backend : {"auto", "reference", "cpu", "cuda"}
-        Engine run on each partition; resolved on the client (``auto``: ``cuda`` where a
-        GPU is usable and cuDF installed, else ``cpu``). With ``cuda`` and dask_cudf
+        Engine run on each partition; ``auto`` and ``cuda`` are resolved on a worker, so
+        a client without a GPU can drive GPU workers (``auto``: ``cuda`` where the worker
+        has a usable GPU and cuDF, else ``cpu``). With ``cuda`` and dask_cudf
         installed the partitions are read as cuDF frames.
     partitioned_by_user : bool, default False
         Declare that no user's transactions are split across input files, so the shuffle
@@ -413,7 +423,6 @@ def generate(
     import dask.dataframe as dd
 
     cfg = load_config(config)
-    backend_used = engines.resolve(backend)
     final = Path(output)
     if not final.parent.is_dir():
         raise FileNotFoundError(f"output directory {str(final.parent)!r} does not exist")
@@ -424,6 +433,7 @@ def generate(
             from distributed import default_client
 
             client = default_client()
+    backend_used = _resolve_on_workers(client, backend)
 
     files, root = _parquet_files(input)
     infos, schema = _inspect(files, root)

@@ -197,6 +197,27 @@ def slow_engine():
     engines._REGISTRY.pop("slow_cpu", None)
 
 
+def _register_worker_only():
+    import importlib
+
+    engines.register("worker_only_cpu", lambda: importlib.import_module("gpu_targets.engines.cpu"))
+
+
+def test_backend_is_resolved_on_the_workers(client, random_input, tmp_path):
+    # an engine the workers have and the client does not (as cuda on GPU workers driven
+    # from a laptop): the job runs it instead of failing on the client
+    assert "worker_only_cpu" not in engines.available()
+    client.run(_register_worker_only)
+    try:
+        out = job.generate(random_input, CONFIG, tmp_path / "out", client=client, backend="worker_only_cpu")
+        assert_same(read_transactions(out), generate(random_input, CONFIG, backend="cpu"), CONFIG)
+        with pytest.raises(ValueError, match="unknown backend 'no_such_engine'"):
+            job.generate(random_input, CONFIG, tmp_path / "out2", client=client, backend="no_such_engine")
+        assert not (tmp_path / "out2").exists()
+    finally:
+        client.run(lambda: engines._REGISTRY.pop("worker_only_cpu", None))
+
+
 def test_worker_killed_mid_job(slow_engine, tmp_path):
     tx = synthetic_transactions(60, (20, 80), seed=7, shuffle=True)
     write_files(tx, tmp_path / "in", 6)
