@@ -323,24 +323,6 @@ def _resolve_on_workers(client, backend: str) -> str:
     return client.submit(engines.resolve, backend, pure=False).result()
 
 
-def _warm_up(config: Config, backend: str) -> None:
-    """Compile the engine's kernels, or load them from Numba's disk cache, on 3 rows.
-
-    Run on every worker before partitions are sized: compiling inside a small worker
-    during the job would add LLVM's memory to what the sizing measured and can leave the
-    worker paused above its threshold for good (seen with 600 MB workers and a cold cache).
-    """
-    from .transactions import Transactions
-
-    tx = Transactions(
-        user=np.array([0, 0, 1], dtype=np.int64),
-        time=np.array([0, 86_400_000_000_000, 0], dtype=np.int64),
-        amount=np.array([-1.0, 2.0, 3.0]),
-        mcc=np.array([5411, -1, 5912], dtype=np.int32),
-    )
-    engines.get(backend).compute(tx, config)
-
-
 def generate(
     input: PathLike,
     config: Union[Config, dict, str, os.PathLike],
@@ -462,10 +444,6 @@ def generate(
     user = user_column(cfg)
     if user not in schema.names:
         raise DataError(f"input has no column {user!r} (the user column)")
-    if client is not None and backend_used != "reference":
-        if backend_used == "cpu":
-            _warm_up(cfg, backend_used)  # compiled here once, then loaded by the workers
-        client.run(_warm_up, cfg, backend_used)
     if partition_rows is None:
         partition_rows = default_partition_rows(client, len(cfg.output_columns), bytes_per_row)
     units = _units(infos, root, partition_rows, split_files=not partitioned_by_user)
