@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
-from ..calendar import local_wall_clock_ns, period_of_day
+from ..calendar import local_wall_clock_ns, period_index, period_of_day
 from ..spec import Config
 from ..transactions import Transactions
 from .elementwise import (
@@ -49,7 +51,7 @@ from .elementwise import (
     sample_std,
     two_prod,
 )
-from .plan import ANY, COUNT, EXPANDING, FULL, MAX, MIN, NEXT, STD, SUM, TOPK, TRAILING, Plan, compile_plan
+from .plan import ANY, COUNT, EXPANDING, FULL, MAX, MEAN, MIN, NEXT, STD, SUM, TOPK, TRAILING, Plan, compile_plan
 
 __all__ = ["compute", "group_users"]
 
@@ -183,10 +185,103 @@ def group_users(tx: Transactions):
     return order, offsets
 
 
-# --------------------------------------------------------------------------- windows
-# Each function computes one target for one user over the user's rows in (time, row)
-# order: ``bits[r] & bit`` says whether row r is in V (mcc/sign filter, amount not
-# NaN), ``a[r]`` is its amount (``absf``: use |a|), results go to ``dst[r]``.
+# --------------------------------------------------------------------------- periods
+# A user's rows are in (time, row) order, so each calendar period kind splits them into
+# runs of equal period index: ``starts[q]:starts[q+1]`` is run q (``starts[nr] = m``) and
+# ``vals[q]`` its index. Day runs come from one pass that compares each row's local time
+# with the next midnight (a division only when the day changes); weeks, months, quarters
+# and years are merged from the day runs, so they cost O(days), not O(rows).
+
+
+@njit(cache=True)
+def _tick_runs(lraw, num, den, starts, vals):
+    """Runs of equal ``floor(lraw * num / den)`` over non-decreasing ``lraw``; returns nr.
+
+    Exactly one of ``num``, ``den`` is 1 (a period is a whole number of ticks, or a tick
+    a whole number of periods, for every supported unit).
+    """
+    m = lraw.shape[0]
+    starts[0] = 0
+    if m == 0:
+        return 0
+    nr = 1
+    if den == 1:
+        prev = lraw[0]
+        vals[0] = prev * num
+        for r in range(1, m):
+            x = lraw[r]
+            if x != prev:
+                starts[nr] = r
+                vals[nr] = x * num
+                nr += 1
+                prev = x
+    else:
+        d = lraw[0] // den
+        nb = (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
+        vals[0] = d
+        for r in range(1, m):
+            x = lraw[r]
+            if x >= nb:
+                d = x // den
+                nb = (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
+                starts[nr] = r
+                vals[nr] = d
+                nr += 1
+    starts[nr] = m
+    return nr
+
+
+@njit(cache=True)
+def _value_runs(p, starts, vals):
+    """Runs of equal value of a non-decreasing int64 array; returns nr."""
+    m = p.shape[0]
+    starts[0] = 0
+    if m == 0:
+        return 0
+    nr = 1
+    vals[0] = p[0]
+    for r in range(1, m):
+        if p[r] != p[r - 1]:
+            starts[nr] = r
+            vals[nr] = p[r]
+            nr += 1
+    starts[nr] = m
+    return nr
+
+
+@njit(cache=True)
+def _coarsen_runs(dstarts, dvals, nd, code, starts, vals):
+    """Runs of a day-based period (week .. year) merged from the day runs; returns nr."""
+    starts[0] = 0
+    if nd == 0:
+        return 0
+    cur = period_of_day(dvals[0], code)
+    vals[0] = cur
+    nr = 1
+    for q in range(1, nd):
+        v = period_of_day(dvals[q], code)
+        if v != cur:
+            starts[nr] = dstarts[q]
+            vals[nr] = v
+            nr += 1
+            cur = v
+    starts[nr] = dstarts[nd]
+    return nr
+
+
+@njit(cache=True)
+def _is_non_decreasing(x):
+    ok = True
+    for r in range(1, x.shape[0]):
+        ok &= x[r] >= x[r - 1]
+    return ok
+
+
+# --------------------------------------------------------------------------- period windows
+# Each function computes one target for one user over the runs of its period kind:
+# ``bits[r] & bit`` says whether row r is in V (mcc/sign filter, amount not NaN),
+# ``a[r]`` is its amount (``absf``: use |a|), results go to ``dst[r]``. Expanding windows
+# write every row; full and next windows compute one value per run (``runv``) and fill.
 
 
 @njit(cache=True, inline="always")
@@ -195,153 +290,327 @@ def _value(a, r, absf):
     return abs(x) if absf else x
 
 
-@njit(cache=True, inline="always")
-def _run_end(p, g0):
-    """End of the run of equal period index starting at g0."""
-    m = p.shape[0]
-    g1 = g0 + 1
-    while g1 < m and p[g1] == p[g0]:
-        g1 += 1
-    return g1
+# The loops below walk a user's rows with ``r`` from 0 (so that no index needs Python's
+# negative-index wraparound) and reset at each run start (``r == nxt``, a well
+# predicted branch). They take their switches (``absf``, ``is_min``) as arguments that
+# the callers pass as literals: inlined at each call site, each copy is a loop with no
+# branch on a loop-invariant flag (inside the large per-user function LLVM does not
+# unswitch such loops itself).
 
 
 @njit(cache=True, inline="always")
-def _source_run(p, g0, g1, mode):
-    """Rows aggregated for the run [g0, g1): itself (full) or the next period's run."""
-    if mode != NEXT:
-        return g0, g1
-    h1 = g1
-    while h1 < p.shape[0] and p[h1] == p[g0] + 1:
-        h1 += 1
-    return g1, h1
-
-
-@njit(cache=True)
-def _expanding_moments(p, bits, bit, a, absf, agg, fill, dst):
-    """count/sum/mean/any over expanding periods: one flat pass, reset on a new period.
-
-    Sums are compensated (TwoSum errors, as Neumaier), so large cancelling amounts (1e12, 0.1, -1e12) still
-    give 0.1; one loop per aggregation so that each compiles to a tight loop.
-    """
-    m = p.shape[0]
-    cur = p[0]
-    cnt = 0
+def _expanding_sum(starts, m, bits, bit, a, absf, dst):
+    q = 0
+    nxt = starts[1]
     s1 = 0.0
     c1 = 0.0
-    if agg == SUM:
-        for r in range(m):
-            if p[r] != cur:
-                cur = p[r]
-                s1 = 0.0
-                c1 = 0.0
-            if bits[r] & bit:
-                s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
-            dst[r] = s1 + c1
-    elif agg == COUNT or agg == ANY:
-        for r in range(m):
-            if p[r] != cur:
-                cur = p[r]
-                cnt = 0
-            if bits[r] & bit:
-                cnt += 1
-            dst[r] = cnt if agg == COUNT else min(cnt, 1)
-    else:  # MEAN
-        for r in range(m):
-            if p[r] != cur:
-                cur = p[r]
-                s1 = 0.0
-                c1 = 0.0
-                cnt = 0
-            if bits[r] & bit:
-                s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
-                cnt += 1
-            dst[r] = (s1 + c1) / cnt if cnt > 0 else fill
+    for r in range(m):
+        if r == nxt:
+            q += 1
+            nxt = starts[q + 1]
+            s1 = 0.0
+            c1 = 0.0
+        if bits[r] & bit:
+            s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
+        dst[r] = s1 + c1
+
+
+@njit(cache=True, inline="always")
+def _expanding_count(starts, m, bits, bit, any_, dst):
+    q = 0
+    nxt = starts[1]
+    cnt = 0
+    for r in range(m):
+        if r == nxt:
+            q += 1
+            nxt = starts[q + 1]
+            cnt = 0
+        if bits[r] & bit:
+            cnt += 1
+        dst[r] = min(cnt, 1) if any_ else cnt
+
+
+@njit(cache=True, inline="always")
+def _expanding_mean(starts, m, bits, bit, a, absf, fill, dst):
+    q = 0
+    nxt = starts[1]
+    s1 = 0.0
+    c1 = 0.0
+    cnt = 0
+    for r in range(m):
+        if r == nxt:
+            q += 1
+            nxt = starts[q + 1]
+            s1 = 0.0
+            c1 = 0.0
+            cnt = 0
+        if bits[r] & bit:
+            s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
+            cnt += 1
+        dst[r] = (s1 + c1) / cnt if cnt > 0 else fill
 
 
 @njit(cache=True)
-def _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst):
-    """count/sum/mean/std/any over period windows: one segmented pass per run.
+def _expanding_moments(starts, m, bits, bit, a, absf, agg, fill, dst):
+    """count/sum/mean/any, expanding: a running total reset at each run.
 
-    Only std reaches this run-by-run walk (double-double sums, see
-    :func:`.elementwise.sample_std`); the other aggregations take the flat passes.
+    Sums are compensated (TwoSum errors, as Neumaier), so large cancelling amounts
+    (1e12, 0.1, -1e12) still give 0.1.
     """
-    m = p.shape[0]
-    if m == 0:
+    if agg == SUM:
+        if absf:
+            _expanding_sum(starts, m, bits, bit, a, True, dst)
+        else:
+            _expanding_sum(starts, m, bits, bit, a, False, dst)
+    elif agg == COUNT:
+        _expanding_count(starts, m, bits, bit, False, dst)
+    elif agg == ANY:
+        _expanding_count(starts, m, bits, bit, True, dst)
+    elif absf:
+        _expanding_mean(starts, m, bits, bit, a, True, fill, dst)
+    else:
+        _expanding_mean(starts, m, bits, bit, a, False, fill, dst)
+
+
+@njit(cache=True, inline="always")
+def _expanding_extreme_loop(starts, m, bits, bit, a, absf, is_min, fill, dst):
+    init = np.inf if is_min else -np.inf
+    q = 0
+    nxt = starts[1]
+    ext = init
+    cnt = 0
+    for r in range(m):
+        if r == nxt:
+            q += 1
+            nxt = starts[q + 1]
+            ext = init
+            cnt = 0
+        x = abs(a[r]) if absf else a[r]
+        inv = bits[r] & bit
+        v = x if inv else init
+        cnt += 1 if inv else 0
+        ext = min(ext, v) if is_min else max(ext, v)
+        dst[r] = ext if cnt > 0 else fill
+
+
+@njit(cache=True)
+def _expanding_extreme(starts, m, bits, bit, a, absf, is_min, fill, dst):
+    """min/max, expanding: branch-free (rows outside V count as +inf for min, -inf for
+    max; a run whose V is still empty gives fill)."""
+    if is_min:
+        if absf:
+            _expanding_extreme_loop(starts, m, bits, bit, a, True, True, fill, dst)
+        else:
+            _expanding_extreme_loop(starts, m, bits, bit, a, False, True, fill, dst)
+    elif absf:
+        _expanding_extreme_loop(starts, m, bits, bit, a, True, False, fill, dst)
+    else:
+        _expanding_extreme_loop(starts, m, bits, bit, a, False, False, fill, dst)
+
+
+@njit(cache=True, inline="always")
+def _run_sum_loop(starts, m, bits, bit, a, absf, want_count, runs, runc):
+    """Per run: compensated sum of V and, if asked, its count."""
+    q = 0
+    nxt = starts[1]
+    s1 = 0.0
+    c1 = 0.0
+    cnt = 0
+    for r in range(m):
+        if r == nxt:
+            runs[q] = s1 + c1
+            if want_count:
+                runc[q] = cnt
+            q += 1
+            nxt = starts[q + 1]
+            s1 = 0.0
+            c1 = 0.0
+            cnt = 0
+        if bits[r] & bit:
+            s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
+            if want_count:
+                cnt += 1
+    runs[q] = s1 + c1
+    if want_count:
+        runc[q] = cnt
+
+
+@njit(cache=True, inline="always")
+def _run_count_loop(starts, m, bits, bit, runc):
+    q = 0
+    nxt = starts[1]
+    cnt = 0
+    for r in range(m):
+        if r == nxt:
+            runc[q] = cnt
+            q += 1
+            nxt = starts[q + 1]
+            cnt = 0
+        if bits[r] & bit:
+            cnt += 1
+    runc[q] = cnt
+
+
+@njit(cache=True)
+def _run_moments(starts, nr, m, bits, bit, a, absf, agg, fill, runv):
+    """count/sum/mean/any of each whole run, into runv[:nr]."""
+    if agg == COUNT or agg == ANY:
+        runc = np.empty(nr, dtype=np.int64)
+        _run_count_loop(starts, m, bits, bit, runc)
+        for q in range(nr):
+            runv[q] = runc[q] if agg == COUNT else min(runc[q], 1)
         return
-    if mode == EXPANDING and agg != STD:
-        _expanding_moments(p, bits, bit, a, absf, agg, fill, dst)
-        return
-    std = agg == STD
-    g0 = 0
-    while g0 < m:
-        g1 = _run_end(p, g0)
-        h0, h1 = _source_run(p, g0, g1, mode) if mode != EXPANDING else (g0, g1)
+    mean = agg == MEAN
+    runc = np.empty(nr if mean else 0, dtype=np.int64)
+    if absf:
+        if mean:
+            _run_sum_loop(starts, m, bits, bit, a, True, True, runv, runc)
+        else:
+            _run_sum_loop(starts, m, bits, bit, a, True, False, runv, runc)
+    elif mean:
+        _run_sum_loop(starts, m, bits, bit, a, False, True, runv, runc)
+    else:
+        _run_sum_loop(starts, m, bits, bit, a, False, False, runv, runc)
+    if mean:
+        for q in range(nr):
+            runv[q] = runv[q] / runc[q] if runc[q] > 0 else fill
+
+
+@njit(cache=True, inline="always")
+def _run_extreme_loop(starts, m, bits, bit, a, absf, is_min, fill, runv):
+    init = np.inf if is_min else -np.inf
+    q = 0
+    nxt = starts[1]
+    ext = init
+    cnt = 0
+    for r in range(m):
+        if r == nxt:
+            runv[q] = ext if cnt > 0 else fill
+            q += 1
+            nxt = starts[q + 1]
+            ext = init
+            cnt = 0
+        x = abs(a[r]) if absf else a[r]
+        inv = bits[r] & bit
+        cnt += 1 if inv else 0
+        v = x if inv else init
+        ext = min(ext, v) if is_min else max(ext, v)
+    runv[q] = ext if cnt > 0 else fill
+
+
+@njit(cache=True)
+def _run_extreme(starts, m, bits, bit, a, absf, is_min, fill, runv):
+    """min/max of each whole run, into runv[:nr]."""
+    if is_min:
+        if absf:
+            _run_extreme_loop(starts, m, bits, bit, a, True, True, fill, runv)
+        else:
+            _run_extreme_loop(starts, m, bits, bit, a, False, True, fill, runv)
+    elif absf:
+        _run_extreme_loop(starts, m, bits, bit, a, True, False, fill, runv)
+    else:
+        _run_extreme_loop(starts, m, bits, bit, a, False, False, fill, runv)
+
+
+# Branch-free row loops, for filters that pass many rows (``dense``). A filter that
+# passes ~30% of rows at random makes a per-row ``if`` mispredict on a third of the
+# rows, which costs more than the arithmetic it skips; so rows outside V add +0.0 (their amount ANDed with a zero mask), and a run
+# start clears the running state by the same trick (``isnew`` is 1 on the first row
+# of each run). ``absmask`` clears the sign bit for ``abs: true`` (else it is -1).
+# Loops index from 0 so that no index needs Python's negative-index wraparound.
+
+
+@intrinsic
+def _fand(typingctx, x, mask):
+    """float64 ``x`` with its bits ANDed with the int64 ``mask`` (-1 keeps x, 0 gives +0.0)."""
+    if not (isinstance(x, types.Float) and isinstance(mask, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        xi = builder.bitcast(context.cast(builder, args[0], signature.args[0], types.float64), i64)
+        mi = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.bitcast(builder.and_(xi, mi), ir.DoubleType())
+
+    return types.float64(x, mask), codegen
+
+
+@intrinsic
+def _fsel(typingctx, mask, x, y):
+    """``x`` where the int64 ``mask`` is -1, ``y`` where it is 0 (a bitwise blend, never a branch)."""
+    if not isinstance(mask, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        m = context.cast(builder, args[0], signature.args[0], types.int64)
+        xi = builder.bitcast(context.cast(builder, args[1], signature.args[1], types.float64), i64)
+        yi = builder.bitcast(context.cast(builder, args[2], signature.args[2], types.float64), i64)
+        return builder.bitcast(builder.or_(builder.and_(xi, m), builder.and_(yi, builder.not_(m))), ir.DoubleType())
+
+    return types.float64(mask, x, y), codegen
+
+
+_ABS_MASK = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+@njit(cache=True, inline="always")
+def _in_v(bits, r, f):
+    """1 when row r passes filter bit f, else 0 (int64)."""
+    return np.int64((bits[r] >> np.uint64(f)) & np.uint64(1))
+
+
+@njit(cache=True)
+def _masked_sum(isnew, bits, f, a, absmask, dst):
+    """Running compensated sum of V, restarted at each run (expanding sum)."""
+    s1 = 0.0
+    c1 = 0.0
+    for r in range(isnew.shape[0]):
+        keep = np.int64(isnew[r]) - 1
+        s1 = _fand(s1, keep)
+        c1 = _fand(c1, keep)
+        s1, c1 = compensated_add(s1, c1, _fand(_fand(a[r], absmask), -_in_v(bits, r, f)))
+        dst[r] = s1 + c1
+
+
+@njit(cache=True)
+def _masked_count(isnew, bits, f, any_, dst):
+    """Running count of V (or 0/1 for any), restarted at each run."""
+    n = np.int64(0)
+    for r in range(isnew.shape[0]):
+        n = (n & (np.int64(isnew[r]) - 1)) + _in_v(bits, r, f)
+        dst[r] = min(n, 1) if any_ else n
+
+
+@njit(cache=True)
+def _expanding_target(isnew, bits, f, a, absmask, agg, fill, dst):
+    """count/sum/any over the expanding window of each row's period, branch-free."""
+    if agg == SUM:
+        _masked_sum(isnew, bits, f, a, absmask, dst)
+    else:
+        _masked_count(isnew, bits, f, agg == ANY, dst)
+
+
+@njit(cache=True)
+def _period_std(starts, nr, bits, bit, a, absf, mode, fill, dst, runv):
+    """Sample std (ddof = 1) with double-double moments (see :func:`.elementwise.sample_std`):
+    expanding writes every row, full/next leave one value per run in ``runv``."""
+    for q in range(nr):
         cnt = 0
         s1 = 0.0
         s1l = 0.0
         s2h = 0.0
         s2l = 0.0
-        for r in range(h0, h1):
+        for r in range(starts[q], starts[q + 1]):
             if bits[r] & bit:
                 x = _value(a, r, absf)
                 cnt += 1
-                if std:
-                    s1, s1l = dd_add(s1, s1l, x)
-                    ph, pl = two_prod(x, x)
-                    s2h, s2l = dd_add_dd(s2h, s2l, ph, pl)
-                else:
-                    s1 += x
+                s1, s1l = dd_add(s1, s1l, x)
+                ph, pl = two_prod(x, x)
+                s2h, s2l = dd_add_dd(s2h, s2l, ph, pl)
             if mode == EXPANDING:
-                dst[r] = moments_result(agg, cnt, s1, s1l, s2h, s2l, fill)
-        if mode != EXPANDING:
-            v = moments_result(agg, cnt, s1, s1l, s2h, s2l, fill)
-            for r in range(g0, g1):
-                dst[r] = v
-        g0 = g1
-
-
-@njit(cache=True)
-def _expanding_extreme(p, bits, bit, a, absf, is_min, fill, dst):
-    """min/max over expanding periods: one flat, branch-free pass (rows outside V count
-    as +inf for min, -inf for max; amounts are finite or NaN)."""
-    m = p.shape[0]
-    init = np.inf if is_min else -np.inf
-    cur = p[0]
-    ext = init
-    for r in range(m):
-        if p[r] != cur:
-            cur = p[r]
-            ext = init
-        x = abs(a[r]) if absf else a[r]
-        v = x if bits[r] & bit else init
-        ext = min(ext, v) if is_min else max(ext, v)
-        dst[r] = ext if ext != init else fill
-
-
-@njit(cache=True)
-def _spread_full(p, dst):
-    """Expanding values -> full-period values: each run takes the value at its end."""
-    m = p.shape[0]
-    v = dst[m - 1]
-    for r in range(m - 2, -1, -1):
-        if p[r] != p[r + 1]:
-            v = dst[r]
-        dst[r] = v
-
-
-@njit(cache=True)
-def _shift_next(p, dst, empty):
-    """Expanding values -> next-period values: a run takes the full value of the run
-    right after it when that run is period p + 1, else the empty-window value."""
-    m = p.shape[0]
-    run_full = dst[m - 1]  # full value of the run being walked (set at its end)
-    v = empty
-    for r in range(m - 1, -1, -1):
-        if r < m - 1 and p[r] != p[r + 1]:
-            nxt_full = run_full  # the run above becomes "next"
-            run_full = dst[r]
-            v = nxt_full if p[r + 1] == p[r] + 1 else empty
-        dst[r] = v
+                dst[r] = moments_result(STD, cnt, s1, s1l, s2h, s2l, fill)
+        runv[q] = moments_result(STD, cnt, s1, s1l, s2h, s2l, fill)
 
 
 @njit(cache=True)
@@ -362,28 +631,84 @@ def _topk_insert(kbuf, kn, k, x):
 
 
 @njit(cache=True)
-def _period_topk(p, bits, bit, a, absf, mode, k, fill, kres, kbuf):
-    """top-k over period windows with a bounded descending buffer (O(k) per insert)."""
-    m = p.shape[0]
-    g0 = 0
-    while g0 < m:
-        g1 = _run_end(p, g0)
-        h0, h1 = _source_run(p, g0, g1, mode) if mode != EXPANDING else (g0, g1)
+def _period_topk(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun, kbuf):
+    """top-k with a bounded descending buffer (O(k) per insert): expanding writes k
+    values per row into ``kres``, full/next leave k values per run in ``krun``."""
+    for q in range(nr):
         kn = 0
         for j in range(k):
             kbuf[j] = fill  # unfilled places read as fill
-        for r in range(h0, h1):
+        for r in range(starts[q], starts[q + 1]):
             if bits[r] & bit:
                 kn = _topk_insert(kbuf, kn, k, _value(a, r, absf))
             if mode == EXPANDING:
                 for j in range(k):
                     kres[j, r] = kbuf[j]
+        for j in range(k):
+            krun[j, q] = kbuf[j]
+
+
+@njit(cache=True, inline="always")
+def _run_value(vals, nr, runv, q, mode, empty):
+    if mode == FULL:
+        return runv[q]
+    return runv[q + 1] if q + 1 < nr and vals[q + 1] == vals[q] + 1 else empty
+
+
+@njit(cache=True)
+def _fill_runs(starts, vals, nr, runv, mode, empty, dst):
+    """Full: every row of run q gets runv[q]; next: the value of the run right after it
+    when that run is period vals[q] + 1, else the empty-window value."""
+    q = 0
+    nxt = starts[1]
+    v = _run_value(vals, nr, runv, 0, mode, empty)
+    for r in range(starts[nr]):
+        if r == nxt:
+            q += 1
+            nxt = starts[q + 1]
+            v = _run_value(vals, nr, runv, q, mode, empty)
+        dst[r] = v
+
+
+@njit(cache=True)
+def _period_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
+    """One period-window target over the runs of its period kind.
+
+    ``dense``: the target's filter passes many rows (see :func:`_dense_filters`), so
+    expanding sums and counts take the branch-free loops; sparse filters keep the
+    branches, which then predict well and skip most of the work.
+    """
+    if nr == 0:
+        return
+    bit = np.uint64(1) << np.uint64(f)
+    if agg == TOPK:
+        _period_topk(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun, kbuf)
         if mode != EXPANDING:
             for j in range(k):
-                v = kbuf[j]
-                for r in range(g0, g1):
-                    kres[j, r] = v
-        g0 = g1
+                _fill_runs(starts, vals, nr, krun[j], mode, fill, kres[j])
+        return
+    if agg == STD:
+        _period_std(starts, nr, bits, bit, a, absf, mode, fill, dst, runv)
+        if mode != EXPANDING:
+            _fill_runs(starts, vals, nr, runv, mode, fill, dst)
+        return
+    m = starts[nr]
+    extreme = agg == MIN or agg == MAX
+    if mode == EXPANDING:
+        if dense and (agg == SUM or agg == COUNT or agg == ANY):
+            _expanding_target(isnew, bits, f, a, _ABS_MASK if absf else np.int64(-1), agg, fill, dst)
+        elif extreme:
+            _expanding_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, dst)
+        else:
+            _expanding_moments(starts, m, bits, bit, a, absf, agg, fill, dst)
+        return
+    if extreme:
+        _run_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, runv)
+        empty = fill
+    else:
+        _run_moments(starts, nr, m, bits, bit, a, absf, agg, fill, runv)
+        empty = moments_result(agg, 0, 0.0, 0.0, 0.0, 0.0, fill)
+    _fill_runs(starts, vals, nr, runv, mode, empty, dst)
 
 
 # Duration windows work on V only: the rows passing the target's filter, compacted in
@@ -619,84 +944,60 @@ def _duration_target(vv, nv, lo, hi, absf, agg, k, fill, dst, kdst):
 
 
 @njit(cache=True)
-def _period_target(p, bits, bit, a, absf, mode, agg, k, fill, dst, kres, kbuf):
-    """Dispatch a period-window target (rows in run order, p non-decreasing).
+def _user_runs(lraw, lfac, local_is_utc, codes, runp, pst, pvl, pnr, nonmono):
+    """Runs of every period kind used (``codes``) over one user's rows.
 
-    count/sum/mean/any/min/max: one flat expanding pass, then for ``full`` a backward
-    pass spreading each run's last value and for ``next`` a backward pass taking the
-    following run's; std and top-k walk the runs.
-    """
-    if p.shape[0] == 0:
-        return
-    if agg == TOPK:
-        _period_topk(p, bits, bit, a, absf, mode, k, fill, kres, kbuf)
-        return
-    if agg == STD:
-        _period_moments(p, bits, bit, a, absf, mode, agg, fill, dst)
-        return
-    if agg == MIN or agg == MAX:
-        _expanding_extreme(p, bits, bit, a, absf, agg == MIN, fill, dst)
-    else:
-        _expanding_moments(p, bits, bit, a, absf, agg, fill, dst)
-    if mode == FULL:
-        _spread_full(p, dst)
-    elif mode == NEXT:
-        _shift_next(p, dst, moments_result(agg, 0, 0.0, 0.0, 0.0, 0.0, fill))
-
-
-@njit(cache=True)
-def _user_periods(lraw, lfac, codes, pv, mono):
-    """Period index of every row for each period kind used; flags non-monotone ones.
-
-    The local day is computed once per row (into the ``day`` slot when there is one);
-    longer periods are derived from it only when the day changes (rows are in time
-    order, so runs of equal days are long). Monotonicity is checked in the same loops.
+    Fills ``pst[s, :pnr[s] + 1]`` (run starts, then m) and ``pvl[s, :pnr[s]]`` (period
+    indices) for each slot s. ``runp`` = (day num, day den, hour num, hour den): the
+    period index is ``floor(lraw * num / den)``. Local wall-clock time that goes back (a
+    DST fall-back) is handled row by row; a slot whose period then goes back too is
+    flagged in ``nonmono`` and its per-row indices are returned (row ``s`` of the result;
+    an empty array when every local time is non-decreasing).
     """
     m = lraw.shape[0]
-    n_codes = codes.shape[0]
-    day = np.empty(0, dtype=np.int64)
-    for s in range(n_codes):
-        if codes[s] == 1:
-            day = pv[s]
-    if day.shape[0] != m:
-        day = np.empty(m, dtype=np.int64)
-    day_ok = True
-    prev = np.iinfo(np.int64).min
-    for r in range(m):
-        d = (lraw[r] * lfac) // _NS_PER_DAY
-        day_ok &= d >= prev
-        prev = d
-        day[r] = d
-    for s in range(n_codes):
+    n_slots = codes.shape[0]
+    if local_is_utc or _is_non_decreasing(lraw):
+        nd = 0
+        ds = np.empty(0, dtype=np.int64)
+        dv = np.empty(0, dtype=np.int64)
+        for s in range(n_slots):
+            if codes[s] == 1:
+                ds, dv = pst[s], pvl[s]
+        need_day = False
+        for s in range(n_slots):
+            need_day |= codes[s] >= 1
+        if need_day:
+            if ds.shape[0] == 0:
+                ds = np.empty(m + 1, dtype=np.int64)
+                dv = np.empty(m, dtype=np.int64)
+            nd = _tick_runs(lraw, runp[0], runp[1], ds, dv)
+        for s in range(n_slots):
+            code = codes[s]
+            if code == 0:
+                pnr[s] = _tick_runs(lraw, runp[2], runp[3], pst[s], pvl[s])
+            elif code == 1:
+                pnr[s] = nd
+            else:
+                pnr[s] = _coarsen_runs(ds, dv, nd, code, pst[s], pvl[s])
+        return np.empty((0, 0), dtype=np.int64)
+    pv = np.empty((n_slots, m), dtype=np.int64)
+    for s in range(n_slots):
         code = codes[s]
         row = pv[s]
-        ok = True
-        if code == 0:
-            prev = np.iinfo(np.int64).min
-            for r in range(m):
-                h = (lraw[r] * lfac) // _NS_PER_HOUR
-                ok &= h >= prev
-                prev = h
-                row[r] = h
-        elif code == 1:
-            ok = day_ok
+        for r in range(m):
+            row[r] = period_index(lraw[r] * lfac, code)
+        if _is_non_decreasing(row):
+            pnr[s] = _value_runs(row, pst[s], pvl[s])
         else:
-            v = np.int64(0)
-            prev = np.iinfo(np.int64).min
-            for r in range(m):
-                if r == 0 or day[r] != day[r - 1]:
-                    v = period_of_day(day[r], code)
-                    ok &= v >= prev
-                    prev = v
-                row[r] = v
-        mono[s] = ok
+            nonmono[s] = True
+    return pv
 
 
 @njit(cache=True)
 def _user_targets(
     s, m, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
     window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, kmax, need_ns,
-    window_key, out,
+    window_key, runp, fdense, out,
 ):
     """Every target for the user at sorted positions [s, s + m)."""
     n_cols = out.shape[0]
@@ -729,13 +1030,21 @@ def _user_targets(
             t[r] = traw[r] * tfac
     else:
         t = traw
-    pv = np.empty((codes.shape[0], m), dtype=np.int64)
-    mono = np.empty(codes.shape[0], dtype=np.bool_)
-    _user_periods(lraw, lfac, codes, pv, mono)
+    n_slots = codes.shape[0]
+    pst = np.empty((n_slots, m + 1), dtype=np.int64)
+    pvl = np.empty((n_slots, m), dtype=np.int64)
+    pnr = np.zeros(n_slots, dtype=np.int64)
+    nonmono = np.zeros(n_slots, dtype=np.bool_)
+    pv = _user_runs(lraw, lfac, local_is_utc, codes, runp, pst, pvl, pnr, nonmono)
+    isnew = np.zeros((n_slots, m), dtype=np.uint8)  # 1 on the first row of each run
+    for sl in range(n_slots):
+        for q in range(pnr[sl]):
+            isnew[sl, pst[sl, q]] = 1
     # unsorted input: results land in res, then are scattered to input order
     res = np.empty((n_cols if has_order else 0, m), dtype=np.float32)
-    kres = np.empty((kmax, m), dtype=np.float32)  # non-monotone periods only
     kbuf = np.empty(kmax, dtype=np.float64)
+    runv = np.empty(m + 1, dtype=np.float64)  # one value per run (full / next)
+    krun = np.empty((kmax, m + 1), dtype=np.float64)
     # scratch of the duration windows
     n_dur = m if need_ns else 0
     vt = np.empty(n_dur + 1, dtype=np.int64)
@@ -755,15 +1064,27 @@ def _user_targets(
         bit = np.uint64(1) << np.uint64(fbit[ti])
         # destination rows: the output itself on sorted input, else the user's res rows
         kdst = res[c : c + k[ti]] if has_order else out[c : c + k[ti], s : s + m]
-        dst = kdst[0]
-        if w <= NEXT and mono[slot[ti]]:
-            _period_target(pv[slot[ti]], bits, bit, a, absval[ti], w, g, k[ti], fill[ti], dst, kdst, kbuf)
+        dst = res[c] if has_order else out[c][s : s + m]  # contiguous when out is
+        sl = slot[ti]
+        if w <= NEXT and not nonmono[sl]:
+            _period_target(
+                pst[sl], pvl[sl], pnr[sl], isnew[sl], bits, fbit[ti], a, absval[ti], w, g, k[ti], fill[ti], fdense[fbit[ti]], dst,
+                kdst, runv, krun, kbuf,
+            )
         elif w <= NEXT:
             # periods not monotone in time (DST fall-back across a boundary): visit the
             # rows in stable period order, which keeps (time, row) order inside a period
-            ordp = np.argsort(pv[slot[ti]], kind="mergesort")
+            ordp = np.argsort(pv[sl], kind="mergesort")
+            st2 = np.empty(m + 1, dtype=np.int64)
+            vl2 = np.empty(m, dtype=np.int64)
+            nr2 = _value_runs(pv[sl][ordp], st2, vl2)
+            isn2 = np.zeros(m, dtype=np.uint8)
+            for q in range(nr2):
+                isn2[st2[q]] = 1
+            kres = np.empty((k[ti], m), dtype=np.float32)
             _period_target(
-                pv[slot[ti]][ordp], bits[ordp], bit, a[ordp], absval[ti], w, g, k[ti], fill[ti], kres[0], kres, kbuf
+                st2, vl2, nr2, isn2, bits[ordp], fbit[ti], a[ordp], absval[ti], w, g, k[ti], fill[ti], fdense[fbit[ti]], kres[0], kres, runv, krun,
+                kbuf,
             )
             for j in range(k[ti]):
                 for q in range(m):
@@ -789,7 +1110,7 @@ def _user_targets(
 def _kernel(
     offsets, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
     window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, window_key,
-    out, u0, u1,
+    runp, fdense, out, u0, u1,
 ):
     """prange over users u0..u1: each user's targets, computed from cache-resident rows."""
     kmax = 1
@@ -801,8 +1122,39 @@ def _kernel(
         _user_targets(
             offsets[u], offsets[u + 1] - offsets[u], order, has_order, time, tfac, local, lfac, local_is_utc,
             amount, mcc, window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits,
-            nomcc_bits, kmax, need_ns, window_key, out,
+            nomcc_bits, kmax, need_ns, window_key, runp, fdense, out,
         )
+
+
+_DENSE = 0.05  # share of rows a filter passes above which the branch-free loops pay
+_DENSITY_SAMPLE = 1 << 16
+
+
+@njit(cache=True)
+def _dense_filters(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
+    """Per filter bit: does it pass more than ``_DENSE`` of the first rows?
+
+    Chooses between branchy and branch-free loops; results do not depend on it.
+    """
+    n = min(mcc.shape[0], _DENSITY_SAMPLE)
+    counts = np.zeros(64, dtype=np.int64)
+    for r in range(n):
+        b = row_filter_bits(mcc[r], amount[r], mcc_bits, sign_bits, nomcc_bits)
+        for f in range(64):
+            counts[f] += (b >> np.uint64(f)) & np.uint64(1)
+    dense = np.empty(64, dtype=np.bool_)
+    for f in range(64):
+        dense[f] = counts[f] > _DENSE * max(n, 1)
+    return dense
+
+
+def _ratio(period_ns: int, tick_ns: int) -> tuple[int, int]:
+    """(num, den) with ``period index = floor(ticks * num / den)``, one of them 1."""
+    if period_ns % tick_ns == 0:
+        return 1, period_ns // tick_ns
+    if tick_ns % period_ns == 0:
+        return tick_ns // period_ns, 1
+    raise ValueError(f"a tick of {tick_ns} ns does not divide or fill a period of {period_ns} ns")
 
 
 def compute(
@@ -844,6 +1196,8 @@ def compute(
         tfac = np.int64(1)
     local = time if local_is_utc else _ro(local_wall_clock_ns(tx.time_ns, config.timezone))
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
+    fdense = _dense_filters(mcc, amount, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
+    runp = np.array([*_ratio(_NS_PER_DAY, int(lfac)), *_ratio(_NS_PER_HOUR, int(lfac))], dtype=np.int64)
     if out is None:
         out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
     elif out.shape != (plan.n_columns, len(tx)) or out.dtype != np.float32:
@@ -858,7 +1212,7 @@ def compute(
             amount, mcc,
             plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
             plan.fill, plan.col, plan.period_codes, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits,
-            plan.window_key, out, u0, u1,
+            plan.window_key, runp, fdense, out, u0, u1,
         )
         if progress is not None:
             progress(int(offsets[u1] - offsets[u0]))
