@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from llvmlite import ir
+from numba.core import cgutils
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
@@ -717,9 +718,12 @@ def _period_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill
 # how the window's size fluctuates (no mispredicted loop exits).
 
 
+_SENTINELS = 16  # int64-max times after the last V row, read by the vector compares
+
+
 @njit(cache=True)
 def _compact(t, bits, bit, a, vt, vv, upto):
-    """V in order: times vt[:nv] (vt[nv] = int64 max, a sentinel), raw amounts vv[:nv];
+    """V in order: times vt[:nv] (then ``_SENTINELS`` int64 max), raw amounts vv[:nv];
     upto[r] = number of V rows at positions <= r. Branchless; returns nv."""
     nv = 0
     for r in range(t.shape[0]):
@@ -727,18 +731,76 @@ def _compact(t, bits, bit, a, vt, vv, upto):
         vv[nv] = a[r]
         nv += 1 if bits[r] & bit else 0
         upto[r] = nv
-    vt[nv] = _INT64_MAX
+    for j in range(_SENTINELS):
+        vt[nv + j] = _INT64_MAX
     return nv
+
+
+@intrinsic
+def _count_le8(typingctx, arr, j, thr):
+    """Number of ``arr[j:j + 8] <= thr`` (int64): one vector compare and a popcount."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1 and arr.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        jv = context.cast(builder, args[1], signature.args[1], types.int64)
+        tv = context.cast(builder, args[2], signature.args[2], types.int64)
+        vty = ir.VectorType(i64, 8)
+        v = builder.load(builder.bitcast(builder.gep(ary.data, [jv]), vty.as_pointer()), align=8)
+        undef = ir.Constant(vty, ir.Undefined)
+        first = builder.insert_element(undef, tv, ir.Constant(ir.IntType(32), 0))
+        splat = builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+        mask = builder.bitcast(builder.icmp_signed("<=", v, splat), ir.IntType(8))
+        ctpop = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(8), [ir.IntType(8)]), "llvm.ctpop.i8"
+        )
+        return builder.zext(builder.call(ctpop, [mask]), i64)
+
+    return types.int64(arr, j, thr), codegen
+
+
+@njit(cache=True, inline="always")
+def _advance(vt, j, thr):
+    """Number of vt <= thr, from a count j known to be <= it: 8 candidates per vector
+    compare; more than 16 (a burst of tied times) falls back to a scan."""
+    c = _count_le8(vt, j, thr)
+    if c == 8:
+        j += 8
+        c = _count_le8(vt, j, thr)
+        if c == 8:
+            j += 8
+            while vt[j] <= thr:
+                j += 1
+            return j
+    return j + c
+
+
+@njit(cache=True, inline="always")
+def _first_above(vt, nv, thr):
+    """Number of vt[:nv] <= thr (binary search)."""
+    lo = 0
+    hi = nv
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if vt[mid] <= thr:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @njit(cache=True)
 def _count_upto(vt, nv, t, shift, out):
-    """out[i] = number of j with vt[j] <= t[i] + shift; vt sorted with a sentinel.
+    """out[i] = number of j with vt[j] <= t[i] + shift; vt sorted, with sentinels.
 
-    Sparse V (nv < m / 4): a scan that advances over V only, whose loop exit is almost
-    always "no advance" and predicts well. Dense V: a branch-free merge of the two
-    sorted sequences (a data-dependent loop exit would mispredict on most rows). Both
-    O(m + nv).
+    Each row's count continues the previous row's. Sparse V (nv < m / 4): a scan that
+    advances one V row at a time, whose loop almost never runs (a branch that predicts
+    well). Dense V: the count moves at random, by 0 on most rows and by bursts at tied
+    times, so it is found with vector compares; that is a chain of dependent loads, so
+    the rows are split into four lanes (each started by a binary search) walked in one
+    loop, four chains side by side. O(m + nv).
     """
     m = t.shape[0]
     if 4 * nv < m:
@@ -749,13 +811,24 @@ def _count_upto(vt, nv, t, shift, out):
                 j += 1
             out[i] = j
         return
-    i = 0
-    j = 0
-    while i < m:
-        adv = 1 if vt[j] <= t[i] + shift else 0
-        out[i] = j
-        j += adv
-        i += 1 - adv
+    w = m // 4
+    b1, b2, b3 = w, 2 * w, 3 * w
+    j0 = np.int64(0)
+    j1 = _first_above(vt, nv, t[b1] + shift) if w > 0 else 0
+    j2 = _first_above(vt, nv, t[b2] + shift) if w > 0 else 0
+    j3 = _first_above(vt, nv, t[b3] + shift) if w > 0 else 0
+    for q in range(w):
+        j0 = _advance(vt, j0, t[q] + shift)
+        j1 = _advance(vt, j1, t[b1 + q] + shift)
+        j2 = _advance(vt, j2, t[b2 + q] + shift)
+        j3 = _advance(vt, j3, t[b3 + q] + shift)
+        out[q] = j0
+        out[b1 + q] = j1
+        out[b2 + q] = j2
+        out[b3 + q] = j3
+    for i in range(4 * w, m):
+        j3 = _advance(vt, j3, t[i] + shift)
+        out[i] = j3
 
 
 @njit(cache=True)
@@ -763,16 +836,18 @@ def _window_bounds(t, d, mode, vt, nv, upto, lo, hi):
     """[lo[i], hi[i]) = W(i) in V: trailing (t_i - d, t_i] up to row i, forward (t_i, t_i + d].
 
     Returns the (lo, hi) arrays to use: for trailing windows hi is ``upto`` itself; for
-    forward windows lo[i] is ``upto`` at the last row tied with row i.
+    forward windows lo[i] is ``upto`` at the last row tied with row i (a backward pass
+    that blends with integer masks: ties are frequent and random, so no branch).
     """
     m = t.shape[0]
     _count_upto(vt, nv, t, -d if mode == TRAILING else d, lo if mode == TRAILING else hi)
     if mode == TRAILING:
         return lo, upto
     cur = upto[m - 1]
-    for r in range(m - 1, -1, -1):
-        if r < m - 1 and t[r] != t[r + 1]:
-            cur = upto[r]
+    lo[m - 1] = cur
+    for r in range(m - 2, -1, -1):
+        take = -np.int64(t[r] != t[r + 1])  # -1: row r ends its tie group
+        cur = (upto[r] & take) | (cur & ~take)
         lo[r] = cur
     return lo, hi
 
@@ -838,47 +913,69 @@ def _sliding_std(vv, nv, absf, lo, hi, fill, dst):
         dst[i] = v
 
 
+@njit(cache=True, inline="always")
+def _block_scans(x, starts, nb, pm, sm):
+    """Prefix maxima ``pm`` and suffix maxima ``sm`` of x inside each block
+    [starts[k], starts[k + 1])."""
+    for k in range(nb):
+        b0, b1 = starts[k], starts[k + 1]
+        run = -np.inf
+        for j in range(b0, b1):
+            v = x[j]
+            run = v if v > run else run
+            pm[j] = run
+        run = -np.inf
+        for j in range(b1 - 1, b0 - 1, -1):
+            v = x[j]
+            run = v if v > run else run
+            sm[j] = run
+
+
 @njit(cache=True)
 def _sliding_extreme(vv, nv, absf, lo, hi, is_min, fill, dst):
-    """min/max over [lo[i], hi[i]) with a sparse table: O(nv log w) to build, where w is
-    the longest window, and a branch-free O(1) query per row (max of two overlapping
-    power-of-two blocks).
+    """min/max over [lo[i], hi[i]) (both non-decreasing) in O(nv + m), branch-light.
 
-    Chosen over a monotonic deque: on dense filters the deque's pop loops mispredict on
-    almost every row, while these queries are branch-free (seed20's spend_max_next_7d
-    got faster; see benchmarks/profile_targets.py for the current cost).
+    The two-stack queue of van Herk / Gil-Werman, with blocks cut where the windows
+    need them: a block ends at the window's upper bound the first time the lower bound
+    passes the previous block's end. Every window is then a suffix of one block joined
+    to a prefix of the next, so its maximum is max(sm[lo], pm[hi - 1]) with suffix and
+    prefix maxima precomputed per block. (M. van Herk, Pattern Recognit. Lett. 13,
+    1992; J. Gil and M. Werman, IEEE PAMI 15, 1993.) min is the max of -x.
     """
     m = lo.shape[0]
-    wmax = 1
-    for i in range(m):
-        wmax = max(wmax, hi[i] - lo[i])
-    levels = 1
-    while (1 << levels) <= wmax:
-        levels += 1
-    st = np.empty((levels, nv + 1), dtype=np.float64)
+    if nv == 0:
+        for i in range(m):
+            dst[i] = fill
+        return
+    x = np.empty(nv, dtype=np.float64)
     for j in range(nv):
-        st[0, j] = abs(vv[j]) if absf else vv[j]
-    for lev in range(1, levels):
-        half = 1 << (lev - 1)
-        prev = st[lev - 1]
-        cur = st[lev]
-        for j in range(nv - (1 << lev) + 1):
-            x = prev[j]
-            y = prev[j + half]
-            cur[j] = min(x, y) if is_min else max(x, y)
-    log2 = np.empty(wmax + 1, dtype=np.int64)
-    log2[0] = 0
-    for n in range(1, wmax + 1):
-        log2[n] = log2[n - 1] + (1 if (1 << (log2[n - 1] + 1)) <= n else 0)
+        v = abs(vv[j]) if absf else vv[j]
+        x[j] = -v if is_min else v
+    # block boundaries, and the boundary in effect for each row
+    starts = np.empty(nv + 2, dtype=np.int64)
+    bnd = np.empty(m, dtype=np.int64)
+    starts[0] = 0
+    nb = 0
+    cut = 0
     for i in range(m):
-        a, b = lo[i], hi[i]
-        n = b - a
-        lev = log2[n]
-        row = st[lev]
-        x = row[a]
-        y = row[max(b - (1 << lev), a)]
-        v = min(x, y) if is_min else max(x, y)
-        dst[i] = v if n > 0 else fill
+        if lo[i] >= cut and hi[i] > cut:
+            nb += 1
+            cut = hi[i]
+            starts[nb] = cut
+        bnd[i] = cut
+    if starts[nb] < nv:
+        nb += 1
+        starts[nb] = nv
+    pm = np.empty(nv, dtype=np.float64)
+    sm = np.empty(nv, dtype=np.float64)
+    _block_scans(x, starts, nb, pm, sm)
+    for i in range(m):
+        a, b, c = lo[i], hi[i], bnd[i]
+        front = sm[min(a, nv - 1)] if a < c else -np.inf
+        back = pm[max(b - 1, 0)] if b > c else -np.inf
+        v = front if front > back else back
+        v = -v if is_min else v
+        dst[i] = v if b > a else fill
 
 
 @njit(cache=True)
@@ -1047,7 +1144,7 @@ def _user_targets(
     krun = np.empty((kmax, m + 1), dtype=np.float64)
     # scratch of the duration windows
     n_dur = m if need_ns else 0
-    vt = np.empty(n_dur + 1, dtype=np.int64)
+    vt = np.empty(n_dur + _SENTINELS, dtype=np.int64)
     vv = np.empty(n_dur, dtype=np.float64)
     upto = np.empty(n_dur, dtype=np.int64)
     lo = np.empty(n_dur, dtype=np.int64)
