@@ -169,7 +169,7 @@ def collate_users(
         # the batch is grouped by user and time-sorted: the engine takes its no-sort path;
         # targets are written row-major ([n, C]) so padding copies whole rows
         tx = Transactions(np.repeat(np.arange(len(items), dtype=np.int64), lengths_full), time, amount, mcc,
-                          time_factor=factor)
+                          time_factor=factor, ordered=True)
         engine = engines.get(backend)
         rows = np.empty((len(time), n_cols), dtype=np.float32)
         if backend == "cpu":
@@ -305,7 +305,7 @@ class SequenceDataset(_Collating, Dataset):
         if precompute:
             lengths = np.diff(self._offsets)
             user = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-            tx = Transactions(user, self._time, self._amount, self._mcc, time_factor=self._time_factor)
+            tx = Transactions(user, self._time, self._amount, self._mcc, time_factor=self._time_factor, ordered=True)
             self._values = np.ascontiguousarray(engines.get(backend).compute(tx, self.config).T)  # [n, C]
 
     def __len__(self) -> int:

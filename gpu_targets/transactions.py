@@ -57,6 +57,10 @@ class Transactions:
         True when ``user`` holds codes of non-integer ids (first-appearance order).
     time_factor : int
         Nanoseconds per tick of ``time`` (1 for datetime64[ns], 86400e9 for days).
+    ordered : bool
+        True when the rows are known to come grouped by user in increasing ``user``
+        order with non-decreasing times (found by the same pass that checks the times;
+        False means "not known", and the engines look again).
     """
 
     user: np.ndarray
@@ -66,6 +70,7 @@ class Transactions:
     kept_rows: Optional[np.ndarray] = None
     user_is_code: bool = False
     time_factor: int = 1
+    ordered: bool = False
 
     def __len__(self) -> int:
         return len(self.time)
@@ -90,6 +95,8 @@ def _user_array(s: pd.Series, name: str) -> tuple[np.ndarray, bool]:
     if pd.api.types.is_bool_dtype(dt):
         raise DataError(f"column {name!r} (user) has dtype {dt}; expected integers or strings")
     if pd.api.types.is_integer_dtype(dt):
+        if not _may_hold_nulls(s):  # NumPy integers: no null to fill, no pass over them
+            return s.to_numpy().astype(np.int64, copy=False), False
         return s.to_numpy(dtype=np.int64, na_value=0), False
     if pd.api.types.is_float_dtype(dt):
         v = s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -107,25 +114,47 @@ _CHUNKS = 64
 
 
 @njit(cache=True, parallel=True)
-def _tick_range(v, nat):
-    """(min, max, number of NaT) of int64 ticks, NaT excluded; one parallel pass."""
-    n = v.shape[0]
+def _scan_user_time(user, time, nat):
+    """One parallel pass over the user and time columns.
+
+    Returns (min, max, number of NaT) of the int64 ticks, NaT excluded, and whether the
+    rows come grouped by user in non-decreasing user order with non-decreasing times
+    inside each user (then the engines need no sort).
+    """
+    n = time.shape[0]
     lo = np.full(_CHUNKS, np.iinfo(np.int64).max)
     hi = np.full(_CHUNKS, np.iinfo(np.int64).min)
     n_nat = np.zeros(_CHUNKS, dtype=np.int64)
+    ordered = np.ones(_CHUNKS, dtype=np.bool_)
     for c in prange(_CHUNKS):
-        for i in range(c * n // _CHUNKS, (c + 1) * n // _CHUNKS):
-            x = v[i]
-            if x == nat:
-                n_nat[c] += 1
-            else:
-                lo[c] = min(lo[c], x)
-                hi[c] = max(hi[c], x)
-    return lo.min(), hi.max(), n_nat.sum()
+        c0, c1 = c * n // _CHUNKS, (c + 1) * n // _CHUNKS
+        clo = np.iinfo(np.int64).max
+        chi = np.iinfo(np.int64).min
+        cnat = 0
+        bad = 0
+        pu = user[c0 - 1] if c0 > 0 else np.iinfo(np.int64).min
+        pt = time[c0 - 1] if c0 > 0 else np.iinfo(np.int64).min
+        for i in range(c0, c1):
+            x = time[i]
+            u = user[i]
+            isnat = x == nat
+            cnat += isnat
+            # NaT is int64 min: it never raises the max, and is kept out of the min
+            clo = min(clo, _INT64_MAX if isnat else x)
+            chi = max(chi, x)
+            # out of order: a smaller user id, or the same user with an earlier time
+            bad |= (u < pu) | ((u == pu) & (x < pt))
+            pu = u
+            pt = x
+        lo[c] = clo
+        hi[c] = chi
+        n_nat[c] = cnat
+        ordered[c] = bad == 0
+    return lo.min(), hi.max(), n_nat.sum(), ordered.all()
 
 
-def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.ndarray, int, int]:
-    """(int64 ticks, ns per tick, number of nulls); nulls are INT64_MIN."""
+def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.ndarray, int]:
+    """(int64 ticks, ns per tick); nulls are INT64_MIN."""
     dt = s.dtype
     if isinstance(dt, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -135,36 +164,41 @@ def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.n
         unit = np.datetime_data(v.dtype)[0]
         if unit not in _UNIT_NS:
             v, unit = v.astype("datetime64[ns]"), "ns"
-        return _checked_ticks(v.view(np.int64), _UNIT_NS[unit], name)
+        return v.view(np.int64), _UNIT_NS[unit]
     if pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt):
         if time_unit is None:
             raise DataError(
                 f"column {name!r} (time) holds integers: set time_unit (s, ms, us, ns or D) in the config"
             )
-        v = s.to_numpy(dtype=np.int64, na_value=_NAT)
-        return _checked_ticks(v, _UNIT_NS[time_unit], name)
+        v = s.to_numpy().astype(np.int64, copy=False) if not _may_hold_nulls(s) else s.to_numpy(dtype=np.int64, na_value=_NAT)
+        return v, _UNIT_NS[time_unit]
     if pd.api.types.is_string_dtype(dt) or dt == object:
         try:
             parsed = pd.to_datetime(s, utc=True, format="ISO8601")
         except (ValueError, TypeError, OverflowError) as err:
             raise DataError(f"column {name!r} (time) holds strings that are not ISO-8601 times: {err}") from None
-        return _checked_ticks(parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64), 1, name)
+        return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64), 1
     raise DataError(
         f"column {name!r} (time) has dtype {dt}; expected datetime64, ISO-8601 strings or integers with time_unit"
     )
 
 
-def _checked_ticks(v: np.ndarray, factor: int, name: str) -> tuple[np.ndarray, int, int]:
-    """Check that ticks * factor fits int64 ns; count the nulls. One pass."""
+def _check_ticks(user: np.ndarray, v: np.ndarray, factor: int, name: str) -> tuple[int, bool]:
+    """Check that ticks * factor fits int64 ns; (number of nulls, grouped and sorted)."""
     if len(v) == 0:
-        return v, factor, 0
-    ro = v.view()
-    ro.flags.writeable = False  # one compiled signature whatever pandas handed over
-    lo, hi, n_nat = _tick_range(ro, _NAT)
+        return 0, True
+    lo, hi, n_nat, ordered = _scan_user_time(_readonly(user), _readonly(v), _NAT)
     lim = _INT64_MAX // factor
     if n_nat < len(v) and (hi > lim or lo < -lim):
         raise DataError(f"column {name!r} (time) has values outside the int64 nanosecond range (years 1678-2261)")
-    return v, factor, int(n_nat)
+    return int(n_nat), bool(ordered) and n_nat == 0
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view: one compiled signature whatever pandas handed over."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _amount_array(s: pd.Series, name: str) -> np.ndarray:
@@ -227,7 +261,8 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
 
     user_s, time_s = frame[cols.user], frame[cols.time]
     user, user_is_code = _user_array(user_s, cols.user)
-    time, time_factor, n_null_time = _time_array(time_s, cols.time, config.time_unit)
+    time, time_factor = _time_array(time_s, cols.time, config.time_unit)
+    n_null_time, ordered = _check_ticks(user, time, time_factor, cols.time)
     amount = _amount_array(frame[cols.amount], cols.amount)
     mcc = _mcc_array(frame[cols.mcc], cols.mcc)
 
@@ -258,6 +293,7 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
         kept,
         user_is_code,
         time_factor,
+        ordered,
     )
 
 

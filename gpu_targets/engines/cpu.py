@@ -59,6 +59,7 @@ __all__ = ["compute", "group_users"]
 _NS_PER_DAY = 86_400_000_000_000
 _NS_PER_HOUR = 3_600_000_000_000
 _INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN = np.iinfo(np.int64).min
 
 # --------------------------------------------------------------------------- grouping
 
@@ -171,7 +172,7 @@ def group_users(tx: Transactions):
         User ``u`` occupies sorted positions ``offsets[u]:offsets[u+1]``.
     """
     user, time = _ro(tx.user), _ro(tx.time)
-    if _grouped_and_sorted(user, time):
+    if tx.ordered or _grouped_and_sorted(user, time):
         return None, _run_offsets(user)
     if tx.user_is_code:
         codes, n_codes = tx.user, int(tx.user.max()) + 1
@@ -1041,33 +1042,57 @@ def _duration_target(vv, nv, lo, hi, absf, agg, k, fill, dst, kdst):
 
 
 @njit(cache=True)
-def _user_runs(lraw, lfac, local_is_utc, codes, runp, pst, pvl, pnr, nonmono):
+def _bits_and_days(mc, a, lraw, num, den, mcc_bits, sign_bits, nomcc_bits, bits, starts, vals, isnew):
+    """One pass: every row's filter bits, and the runs of local days (as
+    :func:`_tick_runs`, over non-decreasing ``lraw``) with ``isnew`` set on their first
+    rows. Returns the number of day runs."""
+    m = lraw.shape[0]
+    starts[0] = 0
+    nr = 0
+    if den == 1:
+        prev = lraw[0] - 1 if m > 0 else 0  # differs from the first row: a run starts there
+        for r in range(m):
+            bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+            x = lraw[r]
+            new = x != prev
+            isnew[r] = new
+            if new:
+                starts[nr] = r
+                vals[nr] = x * num
+                nr += 1
+                prev = x
+    else:
+        nb = _INT64_MIN  # the next run starts at the first row >= nb
+        for r in range(m):
+            bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+            x = lraw[r]
+            new = x >= nb
+            isnew[r] = new
+            if new:
+                d = x // den
+                nb = (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
+                starts[nr] = r
+                vals[nr] = d
+                nr += 1
+    starts[nr] = m
+    return nr
+
+
+@njit(cache=True)
+def _user_runs(lraw, lfac, mono, codes, runp, ds, dv, nd, pst, pvl, pnr, nonmono):
     """Runs of every period kind used (``codes``) over one user's rows.
 
     Fills ``pst[s, :pnr[s] + 1]`` (run starts, then m) and ``pvl[s, :pnr[s]]`` (period
-    indices) for each slot s. ``runp`` = (day num, day den, hour num, hour den): the
-    period index is ``floor(lraw * num / den)``. Local wall-clock time that goes back (a
-    DST fall-back) is handled row by row; a slot whose period then goes back too is
-    flagged in ``nonmono`` and its per-row indices are returned (row ``s`` of the result;
-    an empty array when every local time is non-decreasing).
+    indices) for each slot s but the day slot, whose runs ``(ds, dv, nd)`` were found
+    with the filter bits (:func:`_bits_and_days`); weeks .. years are merged from them.
+    ``runp[2:]`` = (hour num, hour den): the hour is ``floor(lraw * num / den)``. Local
+    wall-clock time that goes back (``mono`` False: a DST fall-back) is handled row by
+    row; a slot whose period then goes back too is flagged in ``nonmono`` and its per-row
+    indices are returned (row ``s`` of the result; an empty array otherwise).
     """
     m = lraw.shape[0]
     n_slots = codes.shape[0]
-    if local_is_utc or _is_non_decreasing(lraw):
-        nd = 0
-        ds = np.empty(0, dtype=np.int64)
-        dv = np.empty(0, dtype=np.int64)
-        for s in range(n_slots):
-            if codes[s] == 1:
-                ds, dv = pst[s], pvl[s]
-        need_day = False
-        for s in range(n_slots):
-            need_day |= codes[s] >= 1
-        if need_day:
-            if ds.shape[0] == 0:
-                ds = np.empty(m + 1, dtype=np.int64)
-                dv = np.empty(m, dtype=np.int64)
-            nd = _tick_runs(lraw, runp[0], runp[1], ds, dv)
+    if mono:
         for s in range(n_slots):
             code = codes[s]
             if code == 0:
@@ -1118,9 +1143,6 @@ def _user_targets(
         lraw = traw if local_is_utc else local[s : s + m]
         a = amount[s : s + m]
         mc = mcc[s : s + m]
-    bits = np.empty(m, dtype=np.uint64)
-    for r in range(m):
-        bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
     if need_ns and tfac != 1:
         t = np.empty(m, dtype=np.int64)
         for r in range(m):
@@ -1132,11 +1154,31 @@ def _user_targets(
     pvl = np.empty((n_slots, m), dtype=np.int64)
     pnr = np.zeros(n_slots, dtype=np.int64)
     nonmono = np.zeros(n_slots, dtype=np.bool_)
-    pv = _user_runs(lraw, lfac, local_is_utc, codes, runp, pst, pvl, pnr, nonmono)
     isnew = np.zeros((n_slots, m), dtype=np.uint8)  # 1 on the first row of each run
+    bits = np.empty(m, dtype=np.uint64)
+    mono = local_is_utc or _is_non_decreasing(lraw)
+    day_slot = -1
+    need_day = False
     for sl in range(n_slots):
-        for q in range(pnr[sl]):
-            isnew[sl, pst[sl, q]] = 1
+        need_day |= codes[sl] >= 1
+        if codes[sl] == 1:
+            day_slot = sl
+    nd = 0
+    if mono and need_day:
+        if day_slot >= 0:
+            ds, dv, di = pst[day_slot], pvl[day_slot], isnew[day_slot]
+        else:
+            ds, dv, di = np.empty(m + 1, dtype=np.int64), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.uint8)
+        nd = _bits_and_days(mc, a, lraw, runp[0], runp[1], mcc_bits, sign_bits, nomcc_bits, bits, ds, dv, di)
+    else:
+        ds, dv = pst[0], pvl[0]  # unused
+        for r in range(m):
+            bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+    pv = _user_runs(lraw, lfac, mono, codes, runp, ds, dv, nd, pst, pvl, pnr, nonmono)
+    for sl in range(n_slots):
+        if sl != day_slot or not mono:
+            for q in range(pnr[sl]):
+                isnew[sl, pst[sl, q]] = 1
     # unsorted input: results land in res, then are scattered to input order
     res = np.empty((n_cols if has_order else 0, m), dtype=np.float32)
     kbuf = np.empty(kmax, dtype=np.float64)
@@ -1224,7 +1266,7 @@ def _kernel(
 
 
 _DENSE = 0.05  # share of rows a filter passes above which the branch-free loops pay
-_DENSITY_SAMPLE = 1 << 16
+_DENSITY_SAMPLE = 1 << 14
 
 
 @njit(cache=True)
@@ -1237,8 +1279,13 @@ def _dense_filters(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
     counts = np.zeros(64, dtype=np.int64)
     for r in range(n):
         b = row_filter_bits(mcc[r], amount[r], mcc_bits, sign_bits, nomcc_bits)
-        for f in range(64):
-            counts[f] += (b >> np.uint64(f)) & np.uint64(1)
+        while b:  # one step per filter the row passes
+            low = b & (~b + np.uint64(1))
+            f = 0
+            while (np.uint64(1) << np.uint64(f)) != low:
+                f += 1
+            counts[f] += 1
+            b ^= low
     dense = np.empty(64, dtype=np.bool_)
     for f in range(64):
         dense[f] = counts[f] > _DENSE * max(n, 1)
