@@ -174,8 +174,12 @@ def group_users(tx: Transactions):
     user, time = _ro(tx.user), _ro(tx.time)
     if tx.ordered or _grouped_and_sorted(user, time):
         return None, _run_offsets(user)
-    if tx.user_is_code:
-        codes, n_codes = tx.user, int(tx.user.max()) + 1
+    n = len(tx)
+    lo, hi = (0, int(tx.user.max())) if tx.user_is_code else (int(tx.user.min()), int(tx.user.max()))
+    if hi - lo < 2 * n:
+        # ids in a range not much wider than the table (codes, or integer ids such as
+        # 0..n_users-1): they are their own codes, no hash table needed
+        codes, n_codes = (tx.user if lo == 0 else tx.user - np.int64(lo)), hi - lo + 1
     else:
         codes, uniques = pd.factorize(tx.user, sort=False)
         codes, n_codes = codes.astype(np.int64, copy=False), len(uniques)
@@ -183,6 +187,7 @@ def group_users(tx: Transactions):
     if _grouped_and_sorted(codes, time):
         return None, _run_offsets(codes)
     order, offsets = _counting_sort(codes, n_codes)
+    offsets = np.unique(offsets)  # drop the ids no row has (sorted, starts with 0, ends with n)
     _sort_time_within_users(order, offsets, time)
     return order, offsets
 
@@ -1121,8 +1126,7 @@ def _user_targets(
     window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, kmax, need_ns,
     window_key, runp, fdense, out,
 ):
-    """Every target for the user at sorted positions [s, s + m)."""
-    n_cols = out.shape[0]
+    """Every target for the user at sorted positions [s, s + m), written there in ``out``."""
     # the user's rows in (time, row) order: views of the input when it is sorted,
     # else gathered once; either way they stay in cache for every target
     if has_order:
@@ -1179,8 +1183,6 @@ def _user_targets(
         if sl != day_slot or not mono:
             for q in range(pnr[sl]):
                 isnew[sl, pst[sl, q]] = 1
-    # unsorted input: results land in res, then are scattered to input order
-    res = np.empty((n_cols if has_order else 0, m), dtype=np.float32)
     kbuf = np.empty(kmax, dtype=np.float64)
     runv = np.empty(m + 1, dtype=np.float64)  # one value per run (full / next)
     krun = np.empty((kmax, m + 1), dtype=np.float64)
@@ -1201,9 +1203,9 @@ def _user_targets(
         g = agg[ti]
         w = window[ti]
         bit = np.uint64(1) << np.uint64(fbit[ti])
-        # destination rows: the output itself on sorted input, else the user's res rows
-        kdst = res[c : c + k[ti]] if has_order else out[c : c + k[ti], s : s + m]
-        dst = res[c] if has_order else out[c][s : s + m]  # contiguous when out is
+        # results go to the user's sorted positions (input rows on sorted input)
+        kdst = out[c : c + k[ti], s : s + m]
+        dst = out[c][s : s + m]  # contiguous when out is
         sl = slot[ti]
         if w <= NEXT and not nonmono[sl]:
             _period_target(
@@ -1239,10 +1241,6 @@ def _user_targets(
                 wlo, whi = _window_bounds(t, param[ti], w, vt, nv, upto, lo, hi)
                 last_window = window_key[ti]
             _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], dst, kdst)
-    if has_order:
-        for cc in range(n_cols):
-            for r in range(m):
-                out[cc, order[s + r]] = res[cc, r]
 
 
 @njit(cache=True, parallel=True)
@@ -1290,6 +1288,38 @@ def _dense_filters(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
     for f in range(64):
         dense[f] = counts[f] > _DENSE * max(n, 1)
     return dense
+
+
+@njit(cache=True, parallel=True)
+def _inverse(order):
+    """inv[order[k]] = k."""
+    inv = np.empty(order.shape[0], dtype=np.int64)
+    for k in prange(order.shape[0]):
+        inv[order[k]] = k
+    return inv
+
+
+@njit(cache=True, parallel=True)
+def _unpermute(rows, inv, dst):
+    """dst[c, i] = rows[inv[i], c]: row-major targets in sorted order -> columns in input order.
+
+    Per block of input rows: gather whole rows of targets (random reads, one or two cache
+    lines each) into a tile that stays in cache, then write it out column by column
+    (sequential writes, one stream at a time).
+    """
+    n, n_cols = rows.shape
+    block = 1024
+    for b in prange((n + block - 1) // block):
+        i0 = b * block
+        i1 = min(i0 + block, n)
+        tile = np.empty((block, n_cols), dtype=np.float32)
+        for i in range(i0, i1):
+            k = inv[i]
+            for c in range(n_cols):
+                tile[i - i0, c] = rows[k, c]
+        for c in range(n_cols):
+            for i in range(i0, i1):
+                dst[c, i] = tile[i - i0, c]
 
 
 def _ratio(period_ns: int, tick_ns: int) -> tuple[int, int]:
@@ -1342,10 +1372,16 @@ def compute(
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
     fdense = _dense_filters(mcc, amount, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
     runp = np.array([*_ratio(_NS_PER_DAY, int(lfac)), *_ratio(_NS_PER_HOUR, int(lfac))], dtype=np.int64)
+    result = out
     if out is None:
-        out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
+        result = out = np.empty((plan.n_columns, len(tx)), dtype=np.float32)
     elif out.shape != (plan.n_columns, len(tx)) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {(plan.n_columns, len(tx))}, got {out.dtype} {out.shape}")
+    if has_order:
+        # unsorted input: the kernel writes in sorted order, row-major, and the rows are
+        # then put back in input order by a gather (random reads of whole rows of
+        # targets, sequential writes), much cheaper than scattering column by column
+        out = np.empty((len(tx), plan.n_columns), dtype=np.float32).T
     n_users = offsets.shape[0] - 1
     u0 = 0
     while u0 < n_users:
@@ -1361,4 +1397,6 @@ def compute(
         if progress is not None:
             progress(int(offsets[u1] - offsets[u0]))
         u0 = u1
-    return out
+    if has_order:
+        _unpermute(out.T, _inverse(order), result)
+    return result
