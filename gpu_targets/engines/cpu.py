@@ -3,32 +3,40 @@
 Layout of the work
 ------------------
 1. Group rows by user and order each user's rows by ``(time, input row)``
-   (:func:`group_users`). Input already grouped and time-sorted is detected in one
-   parallel pass and not sorted (user offsets then come from a galloping search);
-   otherwise a stable counting sort by user code, then a stable sort of the times
-   inside each user that needs it.
+   (:func:`group_users`). Input already grouped and time-sorted is recognised by the
+   scan that validates the time column (``Transactions.ordered``) and is not sorted;
+   user offsets then come from a galloping search. Otherwise a stable counting sort by
+   user code (integer ids in a narrow range are their own codes), then a stable sort of
+   the times inside each user that needs it.
 2. ``prange`` over users. A user's rows (views of the input when it is sorted) stay in
-   cache while *every* target of the config is computed from them: per row, one
-   ``uint64`` bit set of the MCC/sign filters it passes and one period index per period
-   kind used (the day computed once); then per target:
+   cache while *every* target of the config is computed from them:
 
-   * period windows: one flat expanding pass that resets on a new period, O(n); ``full``
-     adds a backward pass spreading each period's last value, ``next`` a backward pass
-     taking the following period's (std and top-k walk the runs instead);
+   * one pass gives each row's ``uint64`` bit set of the MCC/sign filters it passes and
+     the runs of local days; hours come from their own pass, weeks .. years are merged
+     from the day runs (O(days), no per-row calendar arithmetic);
+   * period windows walk the rows once per target with a reset at each run:
+     expanding values are written row by row, full/next windows keep one value per run
+     and fill. Dense filters (more than 5% of rows) take branch-free loops (rows
+     outside V add +0.0 through a bit mask), sparse ones keep a branch that predicts
+     well;
    * trailing / forward durations: the rows of V (the target's filter) are compacted
-     once per filter and W(i) becomes a range [lo[i], hi[i]) of them, from branch-free
-     merges, once per (filter, duration, mode); then compensated prefix sums for
-     count/sum/mean/any, double-double prefix sums for std, a sparse table for min/max
-     (O(n log w)) and a Fenwick tree over value ranks for top-k (O(n k log n));
+     once per filter and W(i) becomes a range [lo[i], hi[i]) of them, once per
+     (filter, duration, mode): a forward scan for sparse V, 8-wide vector compares in
+     four interleaved lanes for dense V. Then compensated prefix sums for
+     count/sum/mean/any, double-double prefix sums for std, a two-stack queue (van Herk
+     / Gil-Werman) for min/max and a Fenwick tree over value ranks for top-k;
    * float64 arithmetic, float32 results.
-3. On unsorted input the results are scattered back to input row order.
+3. On unsorted input the kernel writes in sorted order, row-major, and a tiled gather
+   puts the rows back in input order.
 
 Calendar periods need not be monotone in time under a DST time zone (a fall-back at
 midnight repeats part of a day); such a user's rows are visited in a stable period order
 instead, which gives the same windows as SPEC.md's definition.
 
-Compilation is cached on disk (``cache=True``): a second process loads the machine code.
-Every array reaches the kernels read-only, so each kernel has one signature.
+How each loop was chosen, and the per-target cost in cycles, is in
+``docs/benchmarks.md`` ("Where the time goes"). Compilation is cached on disk
+(``cache=True``): a second process loads the machine code. Every array reaches the
+kernels read-only, so each kernel has one signature.
 """
 
 from __future__ import annotations
@@ -540,22 +548,6 @@ def _fand(typingctx, x, mask):
         return builder.bitcast(builder.and_(xi, mi), ir.DoubleType())
 
     return types.float64(x, mask), codegen
-
-
-@intrinsic
-def _fsel(typingctx, mask, x, y):
-    """``x`` where the int64 ``mask`` is -1, ``y`` where it is 0 (a bitwise blend, never a branch)."""
-    if not isinstance(mask, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        m = context.cast(builder, args[0], signature.args[0], types.int64)
-        xi = builder.bitcast(context.cast(builder, args[1], signature.args[1], types.float64), i64)
-        yi = builder.bitcast(context.cast(builder, args[2], signature.args[2], types.float64), i64)
-        return builder.bitcast(builder.or_(builder.and_(xi, m), builder.and_(yi, builder.not_(m))), ir.DoubleType())
-
-    return types.float64(mask, x, y), codegen
 
 
 _ABS_MASK = np.int64(0x7FFFFFFFFFFFFFFF)
