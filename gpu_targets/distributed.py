@@ -54,6 +54,9 @@ WORKER_BASELINE = 340 * 2**20
 PARTITION_COPIES = 8
 #: Partition size when the cluster reports no memory limit.
 FALLBACK_PARTITION_ROWS = 2_000_000
+#: Seconds every worker may stay paused (above its memory pause threshold) before the
+#: job fails instead of waiting for memory that will not come back.
+PAUSED_TIMEOUT = 120.0
 _GLOB_CHARS = frozenset("*?[")
 _FORMAT_USER = {"sdsj2016": "customer_id", "tabformer": "User"}
 
@@ -314,6 +317,56 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _warm_up_kernels(config: Config, backend: str) -> None:
+    """Compile (or load from Numba's disk cache) the engine's kernels in this process.
+
+    Workers of a cluster on this machine (``LocalCluster``) share the cache and then only
+    load the machine code. Compiling inside a worker instead costs LLVM a few hundred MB
+    that the process keeps: a small worker then stays above its pause threshold and the
+    job never finishes (docs/distributed.md, "Memory"). Workers on other machines compile
+    on their first partition.
+    """
+    if backend != "cpu":
+        return
+    from .api import generate as generate_targets
+    from .datasets import synthetic_transactions
+    from .spec import Columns
+
+    # the kernels' signatures do not depend on the config's values: its targets and time
+    # zone on two synthetic users, in the generic schema
+    small = config.model_copy(update={"format": "generic", "columns": Columns(), "time_unit": None,
+                                      "on_invalid": "error"})
+    generate_targets(synthetic_transactions(2, 64, seed=0), small, backend=backend)
+
+
+def _result_unless_paused(client, future, paused_timeout: float):
+    """``future.result()``, but a job whose workers all stay paused (memory above their
+    pause threshold) for ``paused_timeout`` seconds is cancelled with a MemoryError."""
+    from distributed import TimeoutError as DaskTimeoutError
+
+    import time as _time
+
+    paused_since = None
+    while True:
+        try:
+            return future.result(timeout=5)
+        except (DaskTimeoutError, TimeoutError):
+            pass
+        workers = client.scheduler_info().get("workers", {})
+        if workers and all(w.get("status") == "paused" for w in workers.values()):
+            paused_since = paused_since or _time.monotonic()
+            if _time.monotonic() - paused_since > paused_timeout:
+                client.cancel(future)
+                limit = min(w["memory_limit"] for w in workers.values())
+                raise MemoryError(
+                    f"every Dask worker has been paused above its memory pause threshold for {paused_timeout:.0f} s "
+                    f"(memory_limit {limit / 2**20:,.0f} MiB): give the workers more memory or pass a smaller "
+                    "partition_rows"
+                )
+        else:
+            paused_since = None
+
+
 def _resolve_on_workers(client, backend: str) -> str:
     """The engine the partitions will run, decided where they run: ``auto`` and ``cuda``
     depend on the workers' GPUs, not the client's (a laptop may drive GPU workers).
@@ -333,6 +386,7 @@ def generate(
     partitioned_by_user: bool = False,
     partition_rows: Optional[int] = None,
     progress: bool = False,
+    paused_timeout: float = PAUSED_TIMEOUT,
 ) -> Path:
     """Compute the targets of a Parquet dataset on a Dask cluster and write them as Parquet.
 
@@ -373,6 +427,11 @@ def generate(
         a Parquet row group.
     progress : bool, default False
         Show ``distributed.progress`` bars (on a terminal or in a notebook).
+    paused_timeout : float, default 120
+        Seconds every worker may stay paused (its memory above Dask's pause threshold,
+        ``distributed.worker.memory.pause``) before the job is cancelled with a
+        MemoryError; a paused worker whose memory cannot come back otherwise waits for
+        ever.
 
     Returns
     -------
@@ -391,6 +450,8 @@ def generate(
         column, null user/time).
     FileNotFoundError
         The directory of ``output`` does not exist.
+    MemoryError
+        Every worker stayed paused for ``paused_timeout`` seconds.
     ImportError
         Dask is not installed (``pip install 'gpu_targets[dask]'``).
 
@@ -399,6 +460,10 @@ def generate(
     A worker lost mid-job (killed, out of memory) has its tasks recomputed by the
     scheduler; the output still has every row exactly once. If the job fails, the
     temporary directory is removed and ``output`` is left as it was.
+
+    For the cpu engine the kernels are compiled (or loaded from Numba's cache) in this
+    process first, so that workers on this machine find them in the shared cache instead
+    of compiling inside their memory limit.
 
     With a client, a worker plugin makes pyarrow on the workers return freed memory to
     the OS at once (jemalloc without decay instead of the default mimalloc, unless the
@@ -488,6 +553,7 @@ def generate(
             tmp.mkdir()
             job = result.map_partitions(_write_part, tmp, meta=pd.Series([], dtype=np.int64), enforce_metadata=False)
             job = job.sum()
+            _warm_up_kernels(cfg, backend_used)
             if client is not None:
                 client.register_plugin(_release_memory_plugin())
                 future = client.compute(job)
@@ -495,7 +561,7 @@ def generate(
                     from distributed import progress as show_progress
 
                     show_progress(future)
-                written = future.result()
+                written = _result_unless_paused(client, future, paused_timeout)
             else:
                 (written,) = dask.compute(job)
         log.info("distributed: wrote %d rows to %s", written, final)

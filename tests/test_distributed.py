@@ -278,11 +278,6 @@ def write_wide(directory: Path, n_users: int, tx_per_user: int, note_bytes: int,
     return nbytes
 
 
-@pytest.mark.skipif(
-    os.environ.get("GPU_TARGETS_MEMORY_TEST") != "1",
-    reason="opt-in (GPU_TARGETS_MEMORY_TEST=1): in a fresh-clone CI run its 600 MB workers "
-    "stayed paused above their threshold and the job hung (docs/distributed.md, Memory)",
-)
 def test_shuffle_input_larger_than_worker_memory(tmp_path):
     """The user shuffle of an input twice a worker's memory limit completes, no worker dies.
 
@@ -290,7 +285,10 @@ def test_shuffle_input_larger_than_worker_memory(tmp_path):
     together) with partitions sized from the limit. Before the fix the workers were
     killed in the shuffle: pyarrow's default allocator kept every freed copy resident, and
     the partitions ignored the ~300 MiB a worker holds before its first partition
-    (docs/distributed.md, "Memory").
+    (docs/distributed.md, "Memory"). With a cold Numba cache the workers compiled the
+    kernels inside their limit and stayed paused for good; the job now compiles them in
+    the client first (the workers load them from the shared cache), and fails after
+    ``paused_timeout`` instead of hanging.
     """
     limit = 600e6
     nbytes = write_wide(tmp_path / "in", 1200, 250, 4000, 8)
@@ -308,6 +306,34 @@ def test_shuffle_input_larger_than_worker_memory(tmp_path):
 
     ref = generate(read((tmp_path / "in").iterdir()), CONFIG, backend="cpu")
     assert_same(read(out.iterdir()), ref, CONFIG)
+
+
+def test_workers_paused_for_good_fail_the_job(tmp_path):
+    """A job whose only worker stays above its pause threshold fails with a MemoryError
+    after ``paused_timeout`` instead of waiting for ever, and leaves no output."""
+    synthetic_transactions(50, 200, seed=0).to_parquet(tmp_path / "in.parquet")
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, memory_limit="1GB",
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        # memory the worker cannot free, up to 87% of its limit: above the pause
+        # threshold (80%), below the nanny's 95%
+        limit = next(iter(c.scheduler_info()["workers"].values()))["memory_limit"]
+
+        def hold(limit=limit):
+            import numpy as np
+            import psutil
+
+            import gpu_targets  # imported before measuring: it is most of a worker's memory
+
+            need = int(0.87 * limit - psutil.Process().memory_info().rss)
+            gpu_targets._ballast = np.ones(max(need, 0) // 8)  # touched pages: resident
+
+        c.run(hold)
+        t0 = time.monotonic()
+        with pytest.raises(MemoryError, match="paused above its memory pause threshold for 5 s"):
+            job.generate(tmp_path / "in.parquet", CONFIG, tmp_path / "out", client=c, backend="cpu",
+                         partition_rows=2000, paused_timeout=5)
+        assert time.monotonic() - t0 < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]  # no output, no temporary
 
 
 def test_default_partition_rows(client):
