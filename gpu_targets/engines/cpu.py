@@ -720,18 +720,127 @@ _SENTINELS = 16  # int64-max times after the last V row, read by the vector comp
 
 
 @njit(cache=True)
-def _compact(t, bits, bit, a, vt, vv, upto):
-    """V in order: times vt[:nv] (then ``_SENTINELS`` int64 max), raw amounts vv[:nv];
-    upto[r] = number of V rows at positions <= r. Branchless; returns nv."""
+def _compact(t, bits, bit, a, vt, vv, vr, upto):
+    """V in order: times vt[:nv] (then ``_SENTINELS`` int64 max), raw amounts vv[:nv],
+    rows vr[:nv]; upto[r] = number of V rows at positions <= r. Branchless; returns nv."""
     nv = 0
     for r in range(t.shape[0]):
         vt[nv] = t[r]
         vv[nv] = a[r]
+        vr[nv] = r
         nv += 1 if bits[r] & bit else 0
         upto[r] = nv
     for j in range(_SENTINELS):
         vt[nv + j] = _INT64_MAX
     return nv
+
+
+@njit(cache=True)
+def _compact_sparse(t, bits, bit, a, vt, vv, vr):
+    """As :func:`_compact` without ``upto``, for filters that pass few rows: a branch
+    that is rarely taken costs less than three stores on every row. Returns nv."""
+    nv = 0
+    for r in range(t.shape[0]):
+        if bits[r] & bit:
+            vt[nv] = t[r]
+            vv[nv] = a[r]
+            vr[nv] = r
+            nv += 1
+    for j in range(_SENTINELS):
+        vt[nv + j] = _INT64_MAX
+    return nv
+
+
+@njit(cache=True)
+def _upto_from_rows(vr, nv, upto):
+    """upto[r] = number of V rows at positions <= r, from their rows vr[:nv]."""
+    j = 0
+    for r in range(upto.shape[0]):
+        while j < nv and vr[j] <= r:
+            j += 1
+        upto[r] = j
+
+
+@njit(cache=True, inline="always")
+def _first_rows_at(t, vt, nv, shift, pos):
+    """pos[j] = first row i with t[i] >= vt[j] + shift (vt sorted, nv small): galloping
+    from the previous answer, O(nv log(m / nv)) probes."""
+    m = t.shape[0]
+    p = 0
+    for j in range(nv):
+        x = vt[j] + shift
+        if p < m and t[p] < x:
+            step = 1
+            lo = p  # t[lo] < x
+            hi = p + 1
+            while hi < m and t[hi] < x:
+                lo = hi
+                step *= 2
+                hi = lo + step
+            hi = min(hi, m)
+            while hi - lo > 1:  # t[lo] < x <= t[hi] (or hi == m)
+                mid = (lo + hi) >> 1
+                if t[mid] < x:
+                    lo = mid
+                else:
+                    hi = mid
+            p = hi
+        pos[j] = p
+
+
+@njit(cache=True)
+def _sparse_segments(t, vt, vr, nv, d, mode, seg_row, seg_lo, seg_hi):
+    """The rows where W(i)'s bounds in V change, for sparse V: O(m + nv), no per-row bounds.
+
+    Segment q covers rows seg_row[q]:seg_row[q + 1] (seg_row[nseg] = m), all with
+    W(i) = [seg_lo[q], seg_hi[q]) in V. Trailing (t_i - d, t_i] up to row i: V element j
+    enters at its own row vr[j] and leaves at the first row with t >= vt[j] + d. Forward
+    (t_i, t_i + d]: j enters at the first row with t >= vt[j] - d and leaves at the first
+    row with t >= vt[j] (the first row tied with it). At most 2 nv + 1 segments; returns
+    nseg.
+    """
+    m = t.shape[0]
+    enter = np.empty(nv, dtype=np.int64)
+    leave = np.empty(nv, dtype=np.int64)
+    if mode == TRAILING:
+        for j in range(nv):
+            enter[j] = vr[j]
+        _first_rows_at(t, vt, nv, d, leave)
+    else:
+        _first_rows_at(t, vt, nv, -d, enter)
+        _first_rows_at(t, vt, nv, 0, leave)
+    a = 0  # elements entered
+    b = 0  # elements left
+    nseg = 0
+    r = 0
+    while True:
+        while a < nv and enter[a] <= r:
+            a += 1
+        while b < nv and leave[b] <= r:
+            b += 1
+        seg_row[nseg] = r
+        seg_lo[nseg] = b
+        seg_hi[nseg] = a
+        nseg += 1
+        nxt = m
+        if a < nv:
+            nxt = min(nxt, enter[a])
+        if b < nv:
+            nxt = min(nxt, leave[b])
+        if nxt >= m:
+            break
+        r = nxt
+    seg_row[nseg] = m
+    return nseg
+
+
+@njit(cache=True)
+def _fill_segments(seg_row, nseg, vals, dst):
+    """dst[r] = vals[q] for the rows r of segment q."""
+    for q in range(nseg):
+        v = vals[q]
+        for r in range(seg_row[q], seg_row[q + 1]):
+            dst[r] = v
 
 
 @intrinsic
@@ -1182,12 +1291,19 @@ def _user_targets(
     n_dur = m if need_ns else 0
     vt = np.empty(n_dur + _SENTINELS, dtype=np.int64)
     vv = np.empty(n_dur, dtype=np.float64)
+    vr = np.empty(n_dur, dtype=np.int64)
     upto = np.empty(n_dur, dtype=np.int64)
     lo = np.empty(n_dur, dtype=np.int64)
     hi = np.empty(n_dur, dtype=np.int64)
+    # sparse V: bounds and values per segment of rows with the same W(i)
+    seg_row = np.empty(n_dur + 2, dtype=np.int64)
+    seg_val = np.empty(n_dur + 1, dtype=np.float32)
+    seg_k = np.empty((kmax, n_dur + 1), dtype=np.float32)
     last_filter = -1
     last_window = -1
     nv = 0
+    nseg = 0
+    sparse = False
     wlo = lo
     whi = hi
     for ti in range(window.shape[0]):
@@ -1226,13 +1342,33 @@ def _user_targets(
             # targets run in plan order, which puts equal filters and windows side by
             # side: V and W(i) are computed once for all of them
             if fbit[ti] != last_filter:
-                nv = _compact(t, bits, bit, a, vt, vv, upto)
+                if fdense[fbit[ti]]:
+                    nv = _compact(t, bits, bit, a, vt, vv, vr, upto)
+                else:
+                    nv = _compact_sparse(t, bits, bit, a, vt, vv, vr)
+                    if 8 * nv >= m:  # dense for this user after all: bounds row by row need upto
+                        _upto_from_rows(vr, nv, upto)
                 last_filter = fbit[ti]
                 last_window = -1
             if window_key[ti] != last_window:
-                wlo, whi = _window_bounds(t, param[ti], w, vt, nv, upto, lo, hi)
+                # sparse V: W(i) changes on at most 2 nv rows, so values are computed per
+                # segment of rows with the same W(i) and filled; else row by row
+                sparse = 8 * nv < m
+                if sparse:
+                    nseg = _sparse_segments(t, vt, vr, nv, param[ti], w, seg_row, lo, hi)
+                    wlo, whi = lo[:nseg], hi[:nseg]
+                else:
+                    wlo, whi = _window_bounds(t, param[ti], w, vt, nv, upto, lo, hi)
                 last_window = window_key[ti]
-            _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], dst, kdst)
+            if sparse:
+                _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], seg_val[:nseg], seg_k[:, :nseg])
+                if g == TOPK:
+                    for j in range(k[ti]):
+                        _fill_segments(seg_row, nseg, seg_k[j], kdst[j])
+                else:
+                    _fill_segments(seg_row, nseg, seg_val, dst)
+            else:
+                _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], dst, kdst)
 
 
 @njit(cache=True, parallel=True)
