@@ -1147,6 +1147,15 @@ def _duration_target(vv, nv, lo, hi, absf, agg, k, fill, dst, kdst):
         _sliding_moments(vv, nv, absf, lo, hi, agg, fill, dst)
 
 
+@njit(cache=True, inline="always")
+def _row_bits(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
+    """:func:`.elementwise.row_filter_bits` without branches on the amount's sign (a
+    random mix of debits and credits would mispredict them)."""
+    b = mcc_bits[mcc] if mcc >= 0 and mcc < mcc_bits.shape[0] else nomcc_bits
+    side = np.int64(amount > 0) - np.int64(amount < 0) + 1  # 0 debit, 1 zero, 2 credit (NaN: 1)
+    return b & sign_bits[side] & np.uint64(-np.int64(amount == amount))  # NaN: no filter
+
+
 @njit(cache=True)
 def _bits_and_days(mc, a, lraw, num, den, mcc_bits, sign_bits, nomcc_bits, bits, starts, vals, isnew):
     """One pass: every row's filter bits, and the runs of local days (as
@@ -1156,21 +1165,22 @@ def _bits_and_days(mc, a, lraw, num, den, mcc_bits, sign_bits, nomcc_bits, bits,
     starts[0] = 0
     nr = 0
     if den == 1:
-        prev = lraw[0] - 1 if m > 0 else 0  # differs from the first row: a run starts there
+        # a tick is a whole number of days: a new run wherever the tick changes, stored
+        # without a branch (a day ends after ~10 rows, at random)
+        prev = lraw[0] - 1 if m > 0 else 0
         for r in range(m):
-            bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+            bits[r] = _row_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
             x = lraw[r]
-            new = x != prev
+            new = np.int64(x != prev)
             isnew[r] = new
-            if new:
-                starts[nr] = r
-                vals[nr] = x * num
-                nr += 1
-                prev = x
+            starts[nr] = r
+            vals[nr] = x * num
+            nr += new
+            prev = x
     else:
         nb = _INT64_MIN  # the next run starts at the first row >= nb
         for r in range(m):
-            bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+            bits[r] = _row_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
             x = lraw[r]
             new = x >= nb
             isnew[r] = new
