@@ -1482,7 +1482,8 @@ def compute(
     progress : callable(int) or None
         Called with the number of rows finished after each batch of users.
     rows_per_batch : int
-        Users are processed in batches of about this many rows (progress granularity).
+        With ``progress``, users are processed in batches of about this many rows
+        (progress granularity); without, in one batch.
     out : ndarray of float32, shape (n_target_columns, n), optional
         Where to write, any strides: e.g. ``buf.T`` of a row-major ``(n, n_columns)``
         buffer, which the PyTorch feed copies user by user into its batch tensors.
@@ -1521,6 +1522,8 @@ def compute(
         # targets, sequential writes), much cheaper than scattering column by column
         out = np.empty((len(tx), plan.n_columns), dtype=np.float32).T
     n_users = offsets.shape[0] - 1
+    if progress is None:
+        rows_per_batch = len(tx)  # one parallel region: no progress to report between batches
     u0 = 0
     while u0 < n_users:
         u1 = int(np.searchsorted(offsets, offsets[u0] + rows_per_batch, side="right")) - 1
