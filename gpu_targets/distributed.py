@@ -54,8 +54,8 @@ WORKER_BASELINE = 340 * 2**20
 PARTITION_COPIES = 8
 #: Partition size when the cluster reports no memory limit.
 FALLBACK_PARTITION_ROWS = 2_000_000
-#: Seconds every worker may stay paused (above its memory pause threshold) before the
-#: job fails instead of waiting for memory that will not come back.
+#: Seconds a worker may stay paused (above its memory pause threshold) before the job
+#: fails instead of waiting for memory that will not come back.
 PAUSED_TIMEOUT = 120.0
 _GLOB_CHARS = frozenset("*?[")
 _FORMAT_USER = {"sdsj2016": "customer_id", "tabformer": "User"}
@@ -340,31 +340,32 @@ def _warm_up_kernels(config: Config, backend: str) -> None:
 
 
 def _result_unless_paused(client, future, paused_timeout: float):
-    """``future.result()``, but a job whose workers all stay paused (memory above their
-    pause threshold) for ``paused_timeout`` seconds is cancelled with a MemoryError."""
+    """``future.result()``, but a job one of whose workers stays paused (its memory above
+    the pause threshold) for ``paused_timeout`` seconds is cancelled with a MemoryError:
+    the other workers then wait on it for ever (a shuffle needs every worker)."""
     from distributed import TimeoutError as DaskTimeoutError
 
     import time as _time
 
-    paused_since = None
+    paused_since: dict = {}
     while True:
         try:
             return future.result(timeout=5)
         except (DaskTimeoutError, TimeoutError):
             pass
+        now = _time.monotonic()
         workers = client.scheduler_info().get("workers", {})
-        if workers and all(w.get("status") == "paused" for w in workers.values()):
-            paused_since = paused_since or _time.monotonic()
-            if _time.monotonic() - paused_since > paused_timeout:
-                client.cancel(future)
-                limit = min(w["memory_limit"] for w in workers.values())
-                raise MemoryError(
-                    f"every Dask worker has been paused above its memory pause threshold for {paused_timeout:.0f} s "
-                    f"(memory_limit {limit / 2**20:,.0f} MiB): give the workers more memory or pass a smaller "
-                    "partition_rows"
-                )
-        else:
-            paused_since = None
+        paused_since = {a: paused_since.get(a, now) for a, w in workers.items() if w.get("status") == "paused"}
+        stuck = [a for a, t in paused_since.items() if now - t > paused_timeout]
+        if stuck:
+            client.cancel(future)
+            w = workers[stuck[0]]
+            raise MemoryError(
+                f"Dask worker {stuck[0]} has been paused above its memory pause threshold for {paused_timeout:.0f} s "
+                f"(memory_limit {w['memory_limit'] / 2**20:,.0f} MiB, process memory "
+                f"{w.get('metrics', {}).get('memory', 0) / 2**20:,.0f} MiB): give the workers more memory or pass a "
+                "smaller partition_rows"
+            )
 
 
 def _resolve_on_workers(client, backend: str) -> str:
@@ -428,10 +429,10 @@ def generate(
     progress : bool, default False
         Show ``distributed.progress`` bars (on a terminal or in a notebook).
     paused_timeout : float, default 120
-        Seconds every worker may stay paused (its memory above Dask's pause threshold,
+        Seconds a worker may stay paused (its memory above Dask's pause threshold,
         ``distributed.worker.memory.pause``) before the job is cancelled with a
-        MemoryError; a paused worker whose memory cannot come back otherwise waits for
-        ever.
+        MemoryError; a paused worker whose memory cannot come back otherwise holds up
+        the whole job for ever.
 
     Returns
     -------
@@ -451,7 +452,7 @@ def generate(
     FileNotFoundError
         The directory of ``output`` does not exist.
     MemoryError
-        Every worker stayed paused for ``paused_timeout`` seconds.
+        A worker stayed paused for ``paused_timeout`` seconds.
     ImportError
         Dask is not installed (``pip install 'gpu_targets[dask]'``).
 
