@@ -927,3 +927,28 @@ def test_missing_renamed_column_is_named(backend):
     config = {**GOOD, "columns": {"user": "client"}}
     with pytest.raises(DataError, match="'client'"):
         run(frame([0, 1], [1.0, 2.0]), config, backend)
+
+
+@pytest.mark.parametrize("n_runs", [1, 2, 3, 4, 5, 9])
+def test_cpu_expanding_sum_lanes_restart_at_every_run(n_runs):
+    """The cpu engine's dense expanding sum walks four lanes of runs at once: each row's
+    value must still be the sum of the V rows before it in its own run, whatever the
+    number of runs (fewer than four lanes' worth included) and their lengths."""
+    from gpu_targets.engines import cpu
+
+    rng = np.random.default_rng(n_runs)
+    lengths = rng.integers(1, 40, n_runs)
+    lengths[0] = 1
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    m = int(starts[-1])
+    isnew = np.zeros(m, dtype=np.uint8)
+    isnew[starts[:-1]] = 1
+    bits = rng.integers(0, 2, m).astype(np.uint64) << np.uint64(3)
+    a = np.round(rng.normal(0, 100, m), 2)
+    dst = np.full(m, np.nan, dtype=np.float32)
+    cpu._masked_sum(starts, n_runs, isnew, bits, 3, a, np.int64(-1), dst)
+    want = np.empty(m)
+    for q in range(n_runs):
+        sel = np.where(bits[starts[q] : starts[q + 1]] != 0, a[starts[q] : starts[q + 1]], 0.0)
+        want[starts[q] : starts[q + 1]] = np.cumsum(sel)
+    np.testing.assert_allclose(dst, want.astype(np.float32), rtol=1e-6, atol=1e-4)
