@@ -209,6 +209,13 @@ def group_users(tx: Transactions):
 # and years are merged from the day runs, so they cost O(days), not O(rows).
 
 
+@njit(cache=True, inline="always")
+def _period_and_next(x, den):
+    """(floor(x / den), the first tick of the next period), saturated at int64 max."""
+    d = x // den
+    return d, (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
+
+
 @njit(cache=True)
 def _tick_runs(lraw, num, den, starts, vals):
     """Runs of equal ``floor(lraw * num / den)`` over non-decreasing ``lraw``; returns nr.
@@ -232,14 +239,12 @@ def _tick_runs(lraw, num, den, starts, vals):
                 nr += 1
                 prev = x
     else:
-        d = lraw[0] // den
-        nb = (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
+        d, nb = _period_and_next(lraw[0], den)
         vals[0] = d
         for r in range(1, m):
             x = lraw[r]
             if x >= nb:
-                d = x // den
-                nb = (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
+                d, nb = _period_and_next(x, den)
                 starts[nr] = r
                 vals[nr] = d
                 nr += 1
@@ -600,14 +605,10 @@ def _masked_sum(starts, nr, isnew, bits, f, a, absmask, dst):
         s1, c1 = _masked_sum_step(isnew, bits, f, a, absmask, dst, p1 + q, s1, c1)
         s2, c2 = _masked_sum_step(isnew, bits, f, a, absmask, dst, p2 + q, s2, c2)
         s3, c3 = _masked_sum_step(isnew, bits, f, a, absmask, dst, p3 + q, s3, c3)
-    for r in range(p0 + w, p1):
-        s0, c0 = _masked_sum_step(isnew, bits, f, a, absmask, dst, r, s0, c0)
-    for r in range(p1 + w, p2):
-        s1, c1 = _masked_sum_step(isnew, bits, f, a, absmask, dst, r, s1, c1)
-    for r in range(p2 + w, p3):
-        s2, c2 = _masked_sum_step(isnew, bits, f, a, absmask, dst, r, s2, c2)
-    for r in range(p3 + w, p4):
-        s3, c3 = _masked_sum_step(isnew, bits, f, a, absmask, dst, r, s3, c3)
+    # each lane's rows past the common length, from its own running sum
+    for lane_end, r0, s_, c_ in ((p1, p0 + w, s0, c0), (p2, p1 + w, s1, c1), (p3, p2 + w, s2, c2), (p4, p3 + w, s3, c3)):
+        for r in range(r0, lane_end):
+            s_, c_ = _masked_sum_step(isnew, bits, f, a, absmask, dst, r, s_, c_)
 
 
 @njit(cache=True)
@@ -1224,8 +1225,7 @@ def _bits_and_days(mc, a, lraw, num, den, mcc_bits, sign_bits, nomcc_bits, bits,
             new = x >= nb
             isnew[r] = new
             if new:
-                d = x // den
-                nb = (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
+                d, nb = _period_and_next(x, den)
                 starts[nr] = r
                 vals[nr] = d
                 nr += 1
