@@ -120,37 +120,45 @@ def _scan_user_time(user, time, nat):
     Returns (min, max, number of NaT) of the int64 ticks, NaT excluded, and whether the
     rows come grouped by user in non-decreasing user order with non-decreasing times
     inside each user (then the engines need no sort).
+
+    Each chunk loops over views indexed from 0, row ``i`` beside row ``i - 1`` of a
+    view shifted by one: an index that may be negative needs Python's wraparound check
+    on every load, which keeps LLVM from vectorizing the loop (14 -> 5 ms on 8.4M
+    rows, 2 threads, in a scratch timing on the development VM).
     """
     n = time.shape[0]
     lo = np.full(_CHUNKS, np.iinfo(np.int64).max)
     hi = np.full(_CHUNKS, np.iinfo(np.int64).min)
     n_nat = np.zeros(_CHUNKS, dtype=np.int64)
-    ordered = np.ones(_CHUNKS, dtype=np.bool_)
+    bad = np.zeros(_CHUNKS, dtype=np.int64)
     for c in prange(_CHUNKS):
-        c0, c1 = c * n // _CHUNKS, (c + 1) * n // _CHUNKS
+        c0, c1 = max(1, c * n // _CHUNKS), max(1, (c + 1) * n // _CHUNKS)
+        x_, u_ = time[c0:c1], user[c0:c1]
+        xp, up = time[c0 - 1 : c1 - 1], user[c0 - 1 : c1 - 1]
         clo = np.iinfo(np.int64).max
         chi = np.iinfo(np.int64).min
         cnat = 0
-        bad = 0
-        pu = user[c0 - 1] if c0 > 0 else np.iinfo(np.int64).min
-        pt = time[c0 - 1] if c0 > 0 else np.iinfo(np.int64).min
-        for i in range(c0, c1):
-            x = time[i]
-            u = user[i]
+        b = 0
+        for i in range(x_.shape[0]):
+            x = x_[i]
+            u = u_[i]
             isnat = x == nat
-            cnat += isnat
+            cnat += np.int64(isnat)
             # NaT is int64 min: it never raises the max, and is kept out of the min
             clo = min(clo, _INT64_MAX if isnat else x)
             chi = max(chi, x)
             # out of order: a smaller user id, or the same user with an earlier time
-            bad |= (u < pu) | ((u == pu) & (x < pt))
-            pu = u
-            pt = x
+            b |= np.int64(u < up[i]) | (np.int64(u == up[i]) & np.int64(x < xp[i]))
         lo[c] = clo
         hi[c] = chi
         n_nat[c] = cnat
-        ordered[c] = bad == 0
-    return lo.min(), hi.max(), n_nat.sum(), ordered.all()
+        bad[c] = b
+    if n > 0:  # row 0, which the chunks (from row 1) leave out
+        x = time[0]
+        n_nat[0] += x == nat
+        lo[0] = min(lo[0], _INT64_MAX if x == nat else x)
+        hi[0] = max(hi[0], x)
+    return lo.min(), hi.max(), n_nat.sum(), bad.sum() == 0
 
 
 def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.ndarray, int]:

@@ -257,3 +257,25 @@ def test_sorted_and_unsorted_input_agree(backend, case):
     expected = out.iloc[order].reset_index(drop=True)
     pd.testing.assert_frame_equal(out_sorted[list(frame.columns)], expected[list(frame.columns)])
     assert_same_targets(out_sorted, expected, config, f"{backend}: sorted vs unsorted")
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(-3, 3), st.booleans()), min_size=1, max_size=300),
+    st.booleans(),
+)
+def test_user_time_scan_matches_numpy(rows, sort):
+    """The parallel scan behind ``Transactions.ordered`` and the time range check, on
+    tables around its 64 chunk boundaries: nulls, ties, out-of-order pairs anywhere."""
+    from gpu_targets.transactions import _NAT, _scan_user_time
+
+    if sort:
+        rows = sorted(rows, key=lambda r: (r[0], r[1]))
+    user = np.array([r[0] for r in rows], dtype=np.int64)
+    time = np.array([_NAT if r[2] and r[1] == 0 else r[1] for r in rows], dtype=np.int64)
+    lo, hi, n_nat, ordered = _scan_user_time(user, time, _NAT)
+    valid = time[time != _NAT]
+    assert n_nat == len(time) - len(valid)
+    if len(valid):
+        assert (lo, hi) == (valid.min(), valid.max())
+    expected = bool(np.all((user[1:] > user[:-1]) | ((user[1:] == user[:-1]) & (time[1:] >= time[:-1]))))
+    assert ordered == expected
