@@ -12,10 +12,12 @@ interleaved; the numba threads as configured): what the output alone costs whate
 kernel computes.
 
 ``--first-touch`` times the whole engine (wall time, the numba threads as configured,
-median of ``--repeats``, interleaved) three ways: fresh output faulted in by the
-kernel's own stores (``cpu._PREFAULT = False``), fresh output faulted in first by
-:func:`gpu_targets.engines.cpu._first_touch` (what ``compute`` does), and a reused
-``out=`` buffer.
+median of ``--repeats``, interleaved) four ways: fresh output faulted in by the
+kernel's own stores (``cpu._PREFAULT = False``, output pool off), fresh output faulted
+in first by :func:`gpu_targets.engines.cpu._first_touch` (pool off: what ``compute``
+does when the pool has no block), output from the warm pool
+(:data:`gpu_targets.buffers.OUTPUT_POOL`, the previous result dropped: what ``compute``
+does in a loop), and a reused ``out=`` buffer.
 
 Usage::
 
@@ -32,6 +34,7 @@ import time
 import numba
 import numpy as np
 
+from gpu_targets.buffers import OUTPUT_POOL
 from gpu_targets.datasets import synthetic_transactions
 from gpu_targets.engines import cpu
 from gpu_targets.formats import to_roles
@@ -76,13 +79,19 @@ def first_touch(tx, config, repeats: int) -> None:
     def kernel_faults():
         cpu._PREFAULT = False
         try:
-            return cpu.compute(tx, config)
+            with OUTPUT_POOL.off():
+                return cpu.compute(tx, config)
         finally:
             cpu._PREFAULT = True
 
+    def faulted_first():
+        with OUTPUT_POOL.off():
+            return cpu.compute(tx, config)
+
     cases = {
         "fresh, faulted by the kernel": kernel_faults,
-        "fresh, faulted first": lambda: cpu.compute(tx, config),
+        "fresh, faulted first": faulted_first,
+        "output pool": lambda: cpu.compute(tx, config),
         "reused out=": lambda: cpu.compute(tx, config, out=reused),
     }
     times = {name: [] for name in cases}
@@ -128,7 +137,9 @@ def main() -> None:
             best = min(best, time.process_time() - t0)
         return best / len(tx) * 1e9
 
-    fresh, reused = ns_per_row(), ns_per_row(out=out)
+    with OUTPUT_POOL.off():
+        fresh = ns_per_row()
+    reused = ns_per_row(out=out)
     print(f"{args.users} users x {args.tx_per_user} tx, {args.config}; CPU ns per transaction")
     print(f"fresh output {fresh:7.2f}\nreused out=  {reused:7.2f}\nfirst touch  {fresh - reused:7.2f}")
 

@@ -26,14 +26,18 @@ def _torch():
 def _shared_block(arrays: list[np.ndarray]) -> Optional[np.ndarray]:
     """The ``[m, n]`` view whose rows are ``arrays`` in order, if they are consecutive
     rows of one C-contiguous float32 array (as :func:`gpu_targets.generate` writes its
-    target columns: rows of one ``float32 [n_columns, n]`` array); else None."""
+    target columns: rows of one ``float32 [n_columns, n]`` array, whose memory may be a
+    flat block of :data:`gpu_targets.buffers.OUTPUT_POOL`); else None."""
     first = arrays[0]
-    base = first
+    if first.ndim != 1 or first.shape[0] == 0:
+        return None
+    n = first.shape[0]
+    base = first  # the array that owns the memory (1-D for an output-pool block)
     while isinstance(base.base, np.ndarray):
         base = base.base
-    if base.ndim != 2 or base.dtype != np.float32 or not base.flags.c_contiguous:
+    if base.dtype != np.float32 or not base.flags.c_contiguous or base.size % n:
         return None
-    n = base.shape[1]
+    base = base.reshape(-1, n)
     offset = first.__array_interface__["data"][0] - base.__array_interface__["data"][0]
     if offset % (4 * n):
         return None

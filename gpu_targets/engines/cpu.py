@@ -49,6 +49,7 @@ from numba.core import cgutils
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from ..buffers import OUTPUT_POOL
 from ..calendar import local_wall_clock_ns, period_index, period_of_day
 from ..spec import Config
 from ..transactions import Transactions
@@ -597,18 +598,27 @@ def _lane_bounds(starts, nr):
 
 @njit(cache=True)
 def _masked_sum(starts, nr, isnew, bits, f, a, absmask, dst):
-    """Running compensated sum of V, restarted at each run (expanding sum)."""
+    """Running compensated sum of V, restarted at each run (expanding sum).
+
+    Each lane works on views of its own rows indexed from 0: ``p0 + q`` into the
+    user's arrays would need the negative-index wraparound check on every load and store.
+    """
     p0, p1, p2, p3, p4, w = _lane_bounds(starts, nr)
+    n0, b0, a0, d0 = isnew[p0:p1], bits[p0:p1], a[p0:p1], dst[p0:p1]
+    n1, b1, a1, d1 = isnew[p1:p2], bits[p1:p2], a[p1:p2], dst[p1:p2]
+    n2, b2, a2, d2 = isnew[p2:p3], bits[p2:p3], a[p2:p3], dst[p2:p3]
+    n3, b3, a3, d3 = isnew[p3:p4], bits[p3:p4], a[p3:p4], dst[p3:p4]
     s0 = c0 = s1 = c1 = s2 = c2 = s3 = c3 = 0.0
     for q in range(w):
-        s0, c0 = _masked_sum_step(isnew, bits, f, a, absmask, dst, p0 + q, s0, c0)
-        s1, c1 = _masked_sum_step(isnew, bits, f, a, absmask, dst, p1 + q, s1, c1)
-        s2, c2 = _masked_sum_step(isnew, bits, f, a, absmask, dst, p2 + q, s2, c2)
-        s3, c3 = _masked_sum_step(isnew, bits, f, a, absmask, dst, p3 + q, s3, c3)
+        s0, c0 = _masked_sum_step(n0, b0, f, a0, absmask, d0, q, s0, c0)
+        s1, c1 = _masked_sum_step(n1, b1, f, a1, absmask, d1, q, s1, c1)
+        s2, c2 = _masked_sum_step(n2, b2, f, a2, absmask, d2, q, s2, c2)
+        s3, c3 = _masked_sum_step(n3, b3, f, a3, absmask, d3, q, s3, c3)
     # each lane's rows past the common length, from its own running sum
-    for lane_end, r0, s_, c_ in ((p1, p0 + w, s0, c0), (p2, p1 + w, s1, c1), (p3, p2 + w, s2, c2), (p4, p3 + w, s3, c3)):
-        for r in range(r0, lane_end):
-            s_, c_ = _masked_sum_step(isnew, bits, f, a, absmask, dst, r, s_, c_)
+    for r0, lane_end, s_, c_ in ((p0 + w, p1, s0, c0), (p1 + w, p2, s1, c1), (p2 + w, p3, s2, c2), (p3 + w, p4, s3, c3)):
+        nv, bv, av, dv = isnew[r0:lane_end], bits[r0:lane_end], a[r0:lane_end], dst[r0:lane_end]
+        for r in range(nv.shape[0]):
+            s_, c_ = _masked_sum_step(nv, bv, f, av, absmask, dv, r, s_, c_)
 
 
 @njit(cache=True)
@@ -1522,9 +1532,11 @@ def _first_touch(flat):
 
 
 def _fresh_output(shape) -> np.ndarray:
-    """``np.empty(shape, float32)`` with its pages faulted in (:func:`_first_touch`)."""
-    buf = np.empty(shape, dtype=np.float32)
-    if _PREFAULT and buf.size:
+    """A float32 array of ``shape`` from :data:`gpu_targets.buffers.OUTPUT_POOL`: the
+    memory of an earlier, dropped output when one fits, else new memory with its pages
+    faulted in (:func:`_first_touch`)."""
+    buf, fresh = OUTPUT_POOL.empty(shape, np.float32)
+    if fresh and _PREFAULT and buf.size:
         _first_touch(buf.reshape(-1))
     return buf
 
