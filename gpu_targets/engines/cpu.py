@@ -27,8 +27,10 @@ Layout of the work
      / Gil-Werman) for min/max and a Fenwick tree over value ranks for top-k;
    * float64 arithmetic, float32 results.
 3. On unsorted input the kernel writes in sorted order, row-major, and a tiled gather
-   puts the rows back in input order. A fresh output is faulted in by a parallel
-   first-touch pass before the kernel (:func:`_first_touch`), not by its stores.
+   puts the rows back in input order. Outputs come from
+   :data:`gpu_targets.buffers.OUTPUT_POOL` (the memory of dropped outputs, already
+   faulted in); new memory is faulted in by a parallel first-touch pass before the
+   kernel (:func:`_first_touch`), not by its stores.
 
 Calendar periods need not be monotone in time under a DST time zone (a fall-back at
 midnight repeats part of a day); such a user's rows are visited in a stable period order
