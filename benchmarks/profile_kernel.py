@@ -75,10 +75,8 @@ def _wrap(src: str, call: str, slot: int, required: bool) -> str:
 
 def instrument(src: str) -> str:
     """The engine's source with per-target and per-step cycle counters (into ``_CYC``)."""
-    for rel in ("calendar", "spec", "transactions"):
-        src = src.replace(f"from ..{rel} import", f"from gpu_targets.{rel} import")
-    for rel in ("elementwise", "plan"):
-        src = src.replace(f"from .{rel} import", f"from gpu_targets.engines.{rel} import")
+    src = re.sub(r"^from \.\.(\w+) import", r"from gpu_targets.\1 import", src, flags=re.M)
+    src = re.sub(r"^from \.(\w+) import", r"from gpu_targets.engines.\1 import", src, flags=re.M)
     src = src.replace("cache=True", "cache=False")
     src = src.replace("import numpy as np\n", "import numpy as np\n" + TSC, 1)
     steps = [
