@@ -4,9 +4,10 @@ Tables: 1-4 users (integer or string ids), 0-40 rows each, interleaved; times dr
 from a small pool around a period boundary / DST change / 1970, so ties and boundary
 crossings are frequent; amounts in cents within +-1e4 with NaN and zeros; MCC from a
 small set with nulls. Configs: random targets over every window kind, period,
-duration unit and aggregation (topk k 1..4), MCC and sign filters, abs, fill (incl.
-NaN), a time zone from UTC, Moscow, Kolkata, New York, Sao Paulo, and time given as
-datetime64 (several units) or integers with ``time_unit``.
+duration unit and aggregation (topk k 1..6: both sides of the cpu engine's k <= 4
+register path), MCC and sign filters, abs, fill (incl. NaN), a time zone from UTC,
+Moscow, Kolkata, New York, Sao Paulo, and time given as datetime64 (several units) or
+integers with ``time_unit``.
 
 Run more examples with ``HYPOTHESIS_PROFILE=dev pytest tests/test_properties.py``.
 """
@@ -164,7 +165,7 @@ def targets(draw, name: str, step: int) -> dict:
     agg = draw(st.sampled_from(AGGREGATIONS))
     t = {"name": name, "agg": agg, "window": draw(windows(step))}
     if agg == "topk":
-        t["k"] = draw(st.integers(1, 4))
+        t["k"] = draw(st.integers(1, 6))
     if draw(st.booleans()):
         t["mcc"] = draw(st.lists(st.sampled_from([5411, 5812, 6011, 1234]), min_size=1, max_size=3, unique=True))
     sign = draw(st.sampled_from(["any", "any", "negative", "positive", None]))

@@ -699,6 +699,68 @@ def _period_topk(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun, kbuf
             krun[j, q] = kbuf[j]
 
 
+_NEG_INF = -np.inf
+
+
+@njit(cache=True, inline="always")
+def _topk4_loop(starts, nr, bits, bit, a, absf, expanding, k, fill, kres, krun):
+    """:func:`_period_topk` for k <= 4 without branches on the data: the k largest so far
+    sit in registers (t0 >= t1 >= t2 >= t3, -inf where empty) and every row goes through
+    one compare-exchange per place, rows outside V as -inf (which moves nothing); ``kn``
+    counts V's rows, so an empty place reads as ``fill`` (and a real -inf as -inf).
+    ``absf`` and ``expanding`` are literals at the call sites."""
+    for q in range(nr):
+        r0, r1 = starts[q], starts[q + 1]
+        bq, aq = bits[r0:r1], a[r0:r1]
+        t0 = t1 = t2 = t3 = _NEG_INF
+        kn = 0
+        for r in range(bq.shape[0]):
+            inv = (bq[r] & bit) != 0
+            v = abs(aq[r]) if absf else aq[r]
+            x = v if inv else _NEG_INF
+            kn = min(kn + np.int64(inv), k)
+            y = max(t0, x)
+            x = min(t0, x)
+            t0 = y
+            y = max(t1, x)
+            x = min(t1, x)
+            t1 = y
+            y = max(t2, x)
+            x = min(t2, x)
+            t2 = y
+            t3 = max(t3, x)
+            if expanding:
+                rr = r0 + r
+                kres[0, rr] = t0 if kn > 0 else fill
+                if k > 1:
+                    kres[1, rr] = t1 if kn > 1 else fill
+                if k > 2:
+                    kres[2, rr] = t2 if kn > 2 else fill
+                if k > 3:
+                    kres[3, rr] = t3 if kn > 3 else fill
+        krun[0, q] = t0 if kn > 0 else fill
+        if k > 1:
+            krun[1, q] = t1 if kn > 1 else fill
+        if k > 2:
+            krun[2, q] = t2 if kn > 2 else fill
+        if k > 3:
+            krun[3, q] = t3 if kn > 3 else fill
+
+
+@njit(cache=True)
+def _period_topk4(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun):
+    """top-k for k <= 4 over period runs (see :func:`_topk4_loop`)."""
+    if mode == EXPANDING:
+        if absf:
+            _topk4_loop(starts, nr, bits, bit, a, True, True, k, fill, kres, krun)
+        else:
+            _topk4_loop(starts, nr, bits, bit, a, False, True, k, fill, kres, krun)
+    elif absf:
+        _topk4_loop(starts, nr, bits, bit, a, True, False, k, fill, kres, krun)
+    else:
+        _topk4_loop(starts, nr, bits, bit, a, False, False, k, fill, kres, krun)
+
+
 @njit(cache=True, inline="always")
 def _run_value(vals, nr, runv, q, mode, empty):
     if mode == FULL:
@@ -733,7 +795,10 @@ def _period_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill
         return
     bit = np.uint64(1) << np.uint64(f)
     if agg == TOPK:
-        _period_topk(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun, kbuf)
+        if k <= 4:
+            _period_topk4(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun)
+        else:
+            _period_topk(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun, kbuf)
         if mode != EXPANDING:
             for j in range(k):
                 _fill_runs(starts, vals, nr, krun[j], mode, fill, kres[j])
