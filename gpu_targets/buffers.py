@@ -74,6 +74,8 @@ class OutputPool:
     max_idle_bytes : int
         Idle memory kept for reuse; 0 turns the pool off (every array is new memory).
 
+    Notes
+    -----
     Thread safety: requests take a lock; a block coming back while that lock is held
     (a garbage collection inside a request, or another thread) is let go instead of
     waiting, so a finalizer never blocks.
