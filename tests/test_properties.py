@@ -280,3 +280,17 @@ def test_user_time_scan_matches_numpy(rows, sort):
         assert (lo, hi) == (valid.min(), valid.max())
     expected = bool(np.all((user[1:] > user[:-1]) | ((user[1:] == user[:-1]) & (time[1:] >= time[:-1]))))
     assert ordered == expected
+
+
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=300)
+    | st.lists(st.integers(-3, 3), max_size=300)
+    | st.lists(st.integers(0, 2**40), max_size=300)
+)
+def test_stable_argsort_matches_numpy(values):
+    """The radix argsort of the time sort inside users: numpy's stable argsort, for ties,
+    negative times, one pass or many, and ranges that overflow int64."""
+    from gpu_targets.engines.cpu import _stable_argsort
+
+    t = np.array(values, dtype=np.int64)
+    np.testing.assert_array_equal(_stable_argsort(t), np.argsort(t, kind="stable"))

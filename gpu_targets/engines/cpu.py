@@ -141,23 +141,79 @@ def _counting_sort(codes, n_codes):
     return order, offsets
 
 
+_RADIX_BITS = 11
+_RADIX = 1 << _RADIX_BITS
+
+
+@njit(cache=True)
+def _stable_argsort(t):
+    """``np.argsort(t, kind="stable")`` for int64 ``t``: an LSD radix sort on
+    ``t - t.min()``, 11 bits per pass, as many passes as the range of ``t`` needs (5 for
+    a year and a half of nanoseconds). Each pass is stable, so ties keep their order; the
+    keys move with the permutation (no gathers), and the digit histograms of every pass
+    come from one read of the keys.
+
+    Replaced Numba's merge-sort argsort for the time sort inside users of unsorted input
+    (one user's rows at a time, a few thousand values, where the passes stay in cache).
+    """
+    n = t.shape[0]
+    perm = np.arange(n)
+    if n < 2:
+        return perm
+    lo = t.min()
+    span = np.uint64(t.max() - lo)  # the range fits uint64 even when t - lo overflows int64
+    passes = 0
+    while passes * _RADIX_BITS < 64 and (span >> np.uint64(passes * _RADIX_BITS)) != 0:
+        passes += 1
+    if passes == 0:
+        return perm
+    mask = np.uint64(_RADIX - 1)
+    key = np.empty(n, dtype=np.uint64)
+    hist = np.zeros((passes, _RADIX), dtype=np.int64)
+    for i in range(n):
+        k = np.uint64(t[i] - lo)
+        key[i] = k
+        for p in range(passes):
+            hist[p, (k >> np.uint64(p * _RADIX_BITS)) & mask] += 1
+    key2 = np.empty(n, dtype=np.uint64)
+    perm2 = np.empty(n, dtype=np.int64)
+    for p in range(passes):
+        h = hist[p]
+        total = 0
+        for d in range(_RADIX):  # bucket starts
+            c = h[d]
+            h[d] = total
+            total += c
+        shift = np.uint64(p * _RADIX_BITS)
+        for i in range(n):
+            k = key[i]
+            d = (k >> shift) & mask
+            pos = h[d]
+            key2[pos] = k
+            perm2[pos] = perm[i]
+            h[d] = pos + 1
+        key, key2 = key2, key
+        perm, perm2 = perm2, perm
+    return perm
+
+
 @njit(cache=True, parallel=True)
 def _sort_time_within_users(order, offsets, time):
+    """Each user's slice of ``order`` (input rows, increasing) stably sorted by time.
+
+    The user's times are gathered once (random reads of ``time``, the costly part on
+    shuffled input), then checked and sorted in cache."""
     for u in prange(offsets.shape[0] - 1):
         s, e = offsets[u], offsets[u + 1]
-        ok = True
-        for i in range(s + 1, e):
-            if time[order[i]] < time[order[i - 1]]:
-                ok = False
-                break
-        if not ok:
-            rows = order[s:e].copy()
-            t = np.empty(e - s, dtype=np.int64)
+        rows = order[s:e]
+        t = np.empty(e - s, dtype=np.int64)
+        for i in range(e - s):
+            t[i] = time[rows[i]]
+        if not _is_non_decreasing(t):
+            perm = _stable_argsort(t)  # stable: ties keep input row order
+            kept = rows.copy()
             for i in range(e - s):
-                t[i] = time[rows[i]]
-            perm = np.argsort(t, kind="mergesort")  # stable: ties keep input row order
-            for i in range(e - s):
-                order[s + i] = rows[perm[i]]
+                rows[i] = kept[perm[i]]
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
