@@ -34,6 +34,7 @@ __all__ = [
     "PERIOD_CODES",
     "civil_from_days",
     "local_wall_clock_ns",
+    "utc_offset_table",
     "period_index",
     "period_of_day",
     "period_indices",
@@ -141,6 +142,54 @@ def local_wall_clock_ns(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
 
     idx = pd.DatetimeIndex(utc_ns.view("datetime64[ns]")).tz_localize("UTC").tz_convert(timezone)
     return np.asarray(idx.tz_localize(None).asi8, dtype=np.int64)
+
+
+def utc_offset_table(timezone: str, lo_ns: int, hi_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The zone's UTC offsets over ``[lo_ns, hi_ns]`` as a step function (small, host side).
+
+    For the CUDA engine: the table goes to the device once and every row's local time is
+    ``t + offset[searchsorted(start, t, side="right") - 1]`` there, instead of sending the
+    whole time column to the host for pandas' conversion.
+
+    The offset is read from the tz database (pandas) on an hourly grid over the range;
+    between two grid points whose offsets differ, the instant of the change is found by
+    bisection to the nanosecond. Two changes less than an hour apart would be missed: no
+    zone of the tz database has them.
+
+    Parameters
+    ----------
+    timezone : str
+        IANA name.
+    lo_ns, hi_ns : int
+        First and last UTC instant to cover (ns since 1970-01-01), ``lo_ns <= hi_ns``.
+
+    Returns
+    -------
+    start : ndarray of int64, shape (m,)
+        UTC instant (ns) from which each offset holds; ``start[0]`` is int64 min (the
+        first offset also covers everything before ``lo_ns``).
+    offset : ndarray of int64, shape (m,)
+        UTC offset in ns (local wall clock minus UTC) from ``start[j]`` on.
+    """
+    import pandas as pd
+
+    def offsets(t):
+        idx = pd.DatetimeIndex(np.asarray(t, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
+        return np.asarray(idx.tz_convert(timezone).tz_localize(None).asi8, dtype=np.int64) - np.asarray(idx.asi8)
+
+    lo = int(lo_ns) - int(lo_ns) % NS_PER_HOUR
+    grid = np.arange(lo, int(hi_ns) + NS_PER_HOUR, NS_PER_HOUR, dtype=np.int64)
+    off = offsets(grid)
+    change = np.flatnonzero(off[1:] != off[:-1])
+    # bisection: offset(a) == off[change], offset(b) != it; find the first b
+    a, b = grid[change].copy(), grid[change + 1].copy()
+    while (b - a > 1).any():
+        mid = a + (b - a) // 2
+        same = offsets(mid) == off[change]
+        a = np.where(same, mid, a)
+        b = np.where(same, b, mid)
+    start = np.concatenate([[np.iinfo(np.int64).min], b]).astype(np.int64)
+    return start, np.concatenate([off[:1], off[change + 1]]).astype(np.int64)
 
 
 @njit(cache=True)

@@ -223,9 +223,13 @@ def test_compute_device_on_numba_device_arrays():
         cuda.to_device(tx.mcc), cfg, time_factor=tx.time_factor,
     )
     assert out.shape == (3, len(df)) and np.dtype(out.dtype) == np.float32
-    assert_close(out.copy_to_host(), engines.get("reference").compute(tx, cfg))
+    assert isinstance(out, cuda_engine.xp.ndarray)  # CuPy on a GPU, NumPy under the simulator
+    assert_close(cuda_engine._asnumpy(out), engines.get("reference").compute(tx, cfg))
     with pytest.raises(TypeError, match="device array"):
-        cuda_engine.compute_device(tx.user, tx.time, tx.amount, tx.mcc, cfg)
+        cuda_engine.compute_device(list(tx.user), tx.time, tx.amount, tx.mcc, cfg)
+    with pytest.raises(ValueError, match="same length"):
+        cuda_engine.compute_device(cuda.to_device(tx.user[:-1]), cuda.to_device(tx.time), cuda.to_device(tx.amount),
+                                   cuda.to_device(tx.mcc), cfg, time_factor=tx.time_factor)
 
 
 @_cuda

@@ -1,12 +1,29 @@
 """The ``cuda`` engine: numba.cuda kernels, one thread block per user.
 
+Host glue and array namespace
+-----------------------------
+Every array the engine allocates, sorts, gathers or searches lives in one array
+namespace ``xp``: **CuPy** on a GPU, **NumPy** under Numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, where NumPy arrays are the simulated device memory). The
+glue (sort by ``(user, time, row)``, user offsets, the time-zone offsets, period order
+under DST, batching, output) is written once against ``xp``, so the simulator tests in
+CPU CI execute the same lines a GPU executes. Kernels take ``xp`` arrays directly
+(``__cuda_array_interface__`` on a GPU). The few lines only a GPU takes (choosing CuPy,
+the caller's stream, free device memory, RMM) are marked ``# gpu`` and listed in
+docs/cuda.md.
+
+Memory: everything is allocated through CuPy (its pool, or RMM's pool when RMM is
+installed: :func:`use_rmm`), never through Numba's own allocator, so the memory is
+visible to RMM, cuDF and CuPy alike.
+
+Device and stream: :func:`compute_device` runs on the device that holds its inputs and
+on the caller's stream (torch's current stream for torch tensors, else CuPy's current
+stream), so its result is ordered with whatever consumes it.
+
 Layout of the work
 ------------------
-1. Order rows by ``(user, time, input row)``. On the device with CuPy (a check kernel
-   first: input already grouped and time-sorted is not sorted; else ``cupy.lexsort``);
-   without CuPy (e.g. numba's simulator) the grouping runs on the host with
-   :func:`gpu_targets.engines.cpu.group_users` and only the resulting ``order`` and
-   user ``offsets`` go to the device. Kernels never move rows: they read the input
+1. Order rows by ``(user, time, input row)`` (``xp.lexsort``; skipped when the rows are
+   already grouped and time-sorted). Kernels never move rows: they read the input
    arrays through ``g[q]``, the input row at scan position ``q`` (the identity on sorted
    input, so reads coalesce), and write results straight to input row order.
 2. Users are processed in batches of whole users (``max_rows_per_batch``) that bound the
@@ -16,16 +33,17 @@ Layout of the work
 
    * **period windows** (expanding / full / next; hour .. year, any time zone): the
      period index of each row (:func:`gpu_targets.calendar.period_index` on the local
-     wall-clock time, resolved on the host with the tz database) is written per batch;
-     a block-wide *segmented* inclusive scan (Hillis-Steele in shared memory, chunks of
-     ``blockDim`` rows with a carry) gives every row its period-to-date count,
-     double-double sums of x and x^2, min and max. ``expanding`` reads the row's own
-     state, ``full`` the state at the last row of its period, ``next`` the state at the
-     last row of the following period when that period is ``p + 1`` (both found by
-     binary search of the sorted period indices). Top-k: each thread scans its window
-     (O(w k)). Under a DST time zone the period indices need not be monotone in time:
-     a check kernel finds such batches and their rows are visited in stable period
-     order (host ``np.lexsort`` or ``cupy.lexsort``), which is SPEC.md's definition.
+     wall-clock time: UTC plus the zone's offset, looked up on the device in a small
+     table built on the host by :func:`gpu_targets.calendar.utc_offset_table`) is
+     written per batch; a block-wide *segmented* inclusive scan (Hillis-Steele in shared
+     memory, chunks of ``blockDim`` rows with a carry) gives every row its
+     period-to-date count, double-double sums of x and x^2, min and max. ``expanding``
+     reads the row's own state, ``full`` the state at the last row of its period,
+     ``next`` the state at the last row of the following period when that period is
+     ``p + 1`` (both found by binary search of the sorted period indices). Top-k: each
+     thread scans its window (O(w k)). Under a DST time zone the period indices need
+     not be monotone in time: a check kernel finds such batches and their rows are
+     visited in stable period order (``xp.lexsort``), which is SPEC.md's definition.
    * **duration windows** (trailing ``(t - D, t]`` up to the row itself, forward
      ``(t, t + D]``): a block-wide (unsegmented) scan gives prefix counts and
      double-double prefix sums over the user's rows in time order; each thread finds
@@ -33,16 +51,16 @@ Layout of the work
      a window's count/sum/std come from ``P[hi - 1] - P[lo - 1]``. min/max and top-k:
      each thread scans its window (O(w) and O(w k)).
 
-Per-element logic (filter bits, period indices, compensated/double-double arithmetic,
-sample std, aggregation results) comes from :mod:`.elementwise` and
-:mod:`gpu_targets.calendar`, shared with the CPU engine. Arithmetic is float64, results
-float32 (SPEC.md 2.2).
-
-Tested with numba's CUDA simulator only (``NUMBA_ENABLE_CUDASIM=1``); see docs/cuda.md.
+Per-element logic (filter bits, period indices, double-double arithmetic, sample std,
+aggregation results) is the CPU engine's source compiled as CUDA device functions
+(:mod:`.cuda_functions`). Arithmetic is float64, results float32 (SPEC.md 2.2). Kernels
+are compiled once per process and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 
 import numpy as np
@@ -54,19 +72,29 @@ except ImportError as err:  # pragma: no cover - numba is a base dependency
     raise ImportError(f"numba.cuda is not installed ({err}); pip install 'gpu_targets[cu12]'") from None
 
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
-if not SIMULATOR and not cuda.is_available():
-    raise ImportError(
-        "no usable CUDA device (driver or GPU missing); set NUMBA_ENABLE_CUDASIM=1 to use the simulator, "
-        "or install the GPU extra: pip install 'gpu_targets[cu12]'"
-    )
+if SIMULATOR:
+    xp = np
+else:  # gpu
+    if not cuda.is_available():
+        raise ImportError(
+            "no usable CUDA device (driver or GPU missing); set NUMBA_ENABLE_CUDASIM=1 to use the simulator, "
+            "or install the GPU extra: pip install 'gpu_targets[cu12]'"
+        )
+    try:
+        import cupy as xp
+    except ImportError:
+        raise ImportError("the cuda engine needs CuPy on a GPU: pip install 'gpu_targets[cu12]' "
+                          "(or [cu13])") from None
 
-from ..calendar import local_wall_clock_ns, period_index  # noqa: E402
+from ..calendar import utc_offset_table  # noqa: E402
 from ..spec import Config  # noqa: E402
 from ..transactions import Transactions  # noqa: E402
-from .elementwise import dd_add_dd, moments_result, row_filter_bits, two_prod  # noqa: E402
+from .cuda_functions import dd_add_dd, moments_result, period_index, row_filter_bits, two_prod  # noqa: E402
 from .plan import FULL, MAX, MIN, NEXT, TOPK, TRAILING, Plan, compile_plan  # noqa: E402
 
-__all__ = ["compute", "compute_device", "SIMULATOR"]
+__all__ = ["compute", "compute_device", "pad_targets", "use_rmm", "xp", "SIMULATOR"]
+
+log = logging.getLogger("gpu_targets")
 
 #: Threads per block. Small under the simulator (threads are Python threads), which
 #: also makes small test users span several chunks and exercise the scan's carry.
@@ -75,11 +103,13 @@ _SIM_BATCH_ROWS = 1 << 16
 # scratch bytes per row of a batch: scan state (8 x 8 B) + per period slot key and order
 _SCRATCH_ROW_BYTES = 64
 _SLOT_ROW_BYTES = 16
+# host copy of an xp array: cupy.asnumpy (CuPy >= 1.0); NumPy arrays are already there
+_asnumpy = getattr(xp, "asnumpy", np.asarray)
 
 # --------------------------------------------------------------------------- device helpers
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _combine(c1, a1h, a1l, b1h, b1l, mn1, mx1, c2, a2h, a2l, b2h, b2l, mn2, mx2):
     """(left) + (right) of two scan states: count, dd sum x, dd sum x^2, min, max."""
     ah, al = dd_add_dd(a1h, a1l, a2h, a2l)
@@ -87,7 +117,7 @@ def _combine(c1, a1h, a1l, b1h, b1l, mn1, mx1, c2, a2h, a2l, b2h, b2l, mn2, mx2)
     return c1 + c2, ah, al, bh, bl, min(mn1, mn2), max(mx1, mx2)
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _upper_key(key, lo, hi, v):
     """First position in [lo, hi) with key > v (key non-decreasing there)."""
     while lo < hi:
@@ -99,7 +129,7 @@ def _upper_key(key, lo, hi, v):
     return lo
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _lower_key(key, lo, hi, v):
     """First position in [lo, hi) with key >= v."""
     while lo < hi:
@@ -111,7 +141,7 @@ def _lower_key(key, lo, hi, v):
     return lo
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _upper_time(time, g, tfac, lo, hi, v):
     """First scan position in [lo, hi) whose time (ns) is > v."""
     while lo < hi:
@@ -123,7 +153,7 @@ def _upper_time(time, g, tfac, lo, hi, v):
     return lo
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _topk_insert(out, col, row, kn, k, x):
     """Insert x into the descending buffer out[col:col+kn, row] (at most k values).
 
@@ -147,29 +177,7 @@ def _topk_insert(out, col, row, kn, k, x):
 # --------------------------------------------------------------------------- kernels
 
 
-@cuda.jit
-def _sorted_check(user, time, flag):
-    """flag[0] = 0 when some row breaks (user, time) non-decreasing order (grid-stride)."""
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    n = user.shape[0]
-    while i < n:
-        if i > 0 and (user[i] < user[i - 1] or (user[i] == user[i - 1] and time[i] < time[i - 1])):
-            flag[0] = 0
-        i += stride
-
-
-@cuda.jit
-def _cast(src, dst):
-    """dst[i] = src[i] with dst's dtype (grid-stride)."""
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < src.shape[0]:
-        dst[i] = src[i]
-        i += stride
-
-
-@cuda.jit
+@cuda.jit(cache=True)
 def _period_keys(g, local, lfac, code, key):
     """key[q] = period index of the row at scan position q (grid-stride)."""
     q = cuda.grid(1)
@@ -179,7 +187,7 @@ def _period_keys(g, local, lfac, code, key):
         q += stride
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _monotone_check(offs, key, flag):
     """flag[0] = 0 when a user's period indices decrease somewhere (block per user)."""
     u = cuda.blockIdx.x
@@ -194,7 +202,7 @@ def _monotone_check(offs, key, flag):
         q += cuda.blockDim.x
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _scan(offs, g, key, segmented, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf,
           cnt, s1h, s1l, s2h, s2l, mn, mx):
     """Block-wide inclusive scan of each user's rows in scan order (block per user).
@@ -304,7 +312,7 @@ def _scan(offs, g, key, segmented, amount, mcc, mcc_bits, sign_bits, nomcc_bits,
         base += nt
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _state_value(src, agg, fill, cnt, s1h, s1l, s2h, s2l, mn, mx):
     """A target's value from the scan state at position src (-1: empty window)."""
     if src < 0:
@@ -319,7 +327,7 @@ def _state_value(src, agg, fill, cnt, s1h, s1l, s2h, s2l, mn, mx):
     return moments_result(agg, n, s1h[src], s1l[src], s2h[src], s2l[src], fill)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _period_result(offs, g, key, mode, agg, fill, cnt, s1h, s1l, s2h, s2l, mn, mx, out, col):
     """Period-window values from the segmented scan (block per user, rows strided).
 
@@ -346,7 +354,7 @@ def _period_result(offs, g, key, mode, agg, fill, cnt, s1h, s1l, s2h, s2l, mn, m
         q += cuda.blockDim.x
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _period_topk(offs, g, key, mode, k, fill, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf, out, col):
     """Top-k over period windows: each thread scans its row's window, O(w k)."""
     u = cuda.blockIdx.x
@@ -378,7 +386,7 @@ def _period_topk(offs, g, key, mode, k, fill, amount, mcc, mcc_bits, sign_bits, 
         q += cuda.blockDim.x
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _duration_bounds(time, g, tfac, s, e, q, d, mode):
     """W(q) as scan positions [lo, hi): trailing (t - d, t] up to q, forward (t, t + d]."""
     t = time[g[q]] * tfac
@@ -388,7 +396,7 @@ def _duration_bounds(time, g, tfac, s, e, q, d, mode):
     return lo, _upper_time(time, g, tfac, lo, e, t + d)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _duration_moments(offs, g, time, tfac, d, mode, agg, fill, cnt, s1h, s1l, s2h, s2l, out, col):
     """count/sum/mean/std/any over duration windows: differences of prefix states."""
     u = cuda.blockIdx.x
@@ -415,7 +423,7 @@ def _duration_moments(offs, g, time, tfac, d, mode, agg, fill, cnt, s1h, s1l, s2
         q += cuda.blockDim.x
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _duration_scan(offs, g, time, tfac, d, mode, agg, k, fill, amount, mcc, mcc_bits, sign_bits, nomcc_bits,
                    bit, absf, out, col):
     """min/max (O(w)) and top-k (O(w k)) over duration windows: each thread scans its window."""
@@ -448,6 +456,26 @@ def _duration_scan(offs, g, time, tfac, d, mode, agg, k, fill, amount, mcc, mcc_
         q += cuda.blockDim.x
 
 
+@cuda.jit(cache=True)
+def _pad_kernel(values, offsets, starts, dst):
+    """dst[b, j, :] = values[:, starts[b] + j] for j < offsets[b + 1] - starts[b], else 0.
+
+    Block per user ``b``; its threads stride over the ``T x C`` cells of ``dst[b]``.
+    """
+    b = cuda.blockIdx.x
+    if b >= dst.shape[0]:
+        return
+    s0 = starts[b]
+    n = offsets[b + 1] - s0
+    n_cols = dst.shape[2]
+    i = cuda.threadIdx.x
+    while i < dst.shape[1] * n_cols:
+        j = i // n_cols
+        c = i - j * n_cols
+        dst[b, j, c] = values[c, s0 + j] if j < n else 0.0
+        i += cuda.blockDim.x
+
+
 # --------------------------------------------------------------------------- host side
 
 
@@ -455,33 +483,72 @@ def _grid(n: int) -> int:
     return max(1, min((n + BLOCK - 1) // BLOCK, 4096))
 
 
-def _is_device_array(x) -> bool:
-    """True for numba device arrays (real or simulated)."""
-    try:
-        from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
-    except ImportError:  # the simulator
-        is_cuda_ndarray = cuda.devicearray.is_cuda_ndarray
-    return bool(is_cuda_ndarray(x))
+def use_rmm() -> bool:
+    """Allocate CuPy's (and Numba's) device memory from RMM, as dask-cuda does.
 
-
-def _as_device(x, dtype, name: str):
-    """A numba device array of ``dtype`` viewing (or, for another dtype, converting) x.
-
-    Accepts numba device arrays, objects with ``__cuda_array_interface__`` (CuPy) and
-    objects with ``__dlpack__`` (torch CUDA tensors; through CuPy when installed).
+    Called when the engine loads on a GPU. With RMM installed, CuPy's allocator becomes
+    ``rmm_cupy_allocator`` (unless the caller set another one than CuPy's default pool)
+    and Numba's memory manager RMM's EMM plugin, so the engine's scratch memory, cuDF's
+    columns and anything Numba allocates come from one pool that every library sees.
+    Without RMM the engine allocates through CuPy's pool. Returns True when RMM is in use.
     """
-    if not _is_device_array(x):
-        if hasattr(x, "__cuda_array_interface__") and hasattr(cuda, "as_cuda_array"):
-            x = cuda.as_cuda_array(x)
-        elif hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__") and x.__dlpack_device__()[0] != 1:
-            try:
-                import cupy
-            except ImportError:
-                raise TypeError(
-                    f"{name}: a __dlpack__ object without __cuda_array_interface__ needs CuPy "
-                    "(pip install 'gpu_targets[cu12]')"
-                ) from None
-            x = cuda.as_cuda_array(cupy.from_dlpack(x))
+    if SIMULATOR:
+        return False
+    try:  # gpu
+        from rmm.allocators.cupy import rmm_cupy_allocator
+        from rmm.allocators.numba import RMMNumbaManager
+    except ImportError:
+        return False
+    if xp.cuda.get_allocator() == xp.get_default_memory_pool().malloc:  # gpu: the caller chose none
+        xp.cuda.set_allocator(rmm_cupy_allocator)
+    with contextlib.suppress(RuntimeError):  # gpu: a context already exists: Numba keeps its manager
+        cuda.set_memory_manager(RMMNumbaManager)
+    return True
+
+
+if not SIMULATOR:  # gpu
+    use_rmm()
+
+
+def _free_device_bytes():
+    """Device memory the allocator in use can still hand out (None under the simulator).
+
+    The driver's free memory plus what CuPy's default pool holds unused (0 when RMM or
+    another allocator is in use; RMM's own pool counts as used by the driver).
+    """
+    if SIMULATOR:
+        return None
+    free, _ = xp.cuda.runtime.memGetInfo()  # gpu
+    return int(free) + int(xp.get_default_memory_pool().free_bytes())  # gpu
+
+
+def _dlpack_device(x):
+    """``(device type, id)`` of an array: 1 = host, 2 = CUDA (DLPack's codes)."""
+    if hasattr(x, "__dlpack_device__"):
+        kind, dev = x.__dlpack_device__()
+        return int(kind), int(dev)
+    if hasattr(x, "__cuda_array_interface__"):  # gpu: a numba device array (no DLPack)
+        return 2, int(cuda.get_current_device().id)
+    return 0, 0
+
+
+#: The DLPack device type of ``xp``'s arrays: CUDA (2) for CuPy, host (1) for NumPy.
+_XP_DEVICE = 1 if SIMULATOR else 2
+
+
+def _as_xp(x, dtype, name: str):
+    """``x`` as a 1-d ``xp`` array of ``dtype`` (a view, or a converted copy on the device).
+
+    Accepts ``xp`` arrays, objects with ``__cuda_array_interface__`` (numba device
+    arrays, cuDF/torch CUDA buffers) and ``__dlpack__`` objects on ``xp``'s device (torch
+    CUDA tensors; under the simulator also NumPy/torch CPU arrays and simulated device
+    arrays, which are its device memory).
+    """
+    if not isinstance(x, xp.ndarray):
+        if hasattr(x, "__dlpack__") and _dlpack_device(x)[0] == _XP_DEVICE:
+            x = xp.from_dlpack(x)
+        elif hasattr(x, "__cuda_array_interface__"):  # gpu
+            x = xp.asarray(x)
         else:
             raise TypeError(
                 f"{name}: expected a device array (__cuda_array_interface__ or a CUDA __dlpack__), "
@@ -489,153 +556,147 @@ def _as_device(x, dtype, name: str):
             )
     if x.ndim != 1:
         raise ValueError(f"{name}: expected a 1-d array, got shape {x.shape}")
-    if np.dtype(x.dtype) == np.dtype(dtype):
-        return x
-    y = cuda.device_array(x.shape[0], dtype=dtype)
-    if x.shape[0]:
-        _cast[_grid(x.shape[0]), BLOCK](x, y)
-    return y
+    # CuPy arrays are always writable (CuPy's flags have no ``writeable``); the simulator
+    # copies every kernel argument back after a launch, which a read-only array refuses
+    if not getattr(x.flags, "writeable", True):
+        return xp.array(x, dtype=dtype)
+    return xp.asarray(x, dtype=dtype)
 
 
-def _cupy():
-    """CuPy when installed and usable with a real device (never under the simulator)."""
+def _caller_stream(inputs, device: int):
+    """``(xp stream context, numba stream)`` of the caller: torch's current stream when an
+    input is a torch tensor, else CuPy's current stream; the default stream under the
+    simulator (which has no external streams)."""
     if SIMULATOR:
-        return None
-    try:
-        import cupy
-    except ImportError:
-        return None
-    return cupy
+        return contextlib.nullcontext(), cuda.default_stream()
+    ptr = None  # gpu (this function below this line)
+    for x in inputs:
+        if type(x).__module__.startswith("torch"):
+            import torch
+
+            ptr = torch.cuda.current_stream(device).cuda_stream
+            break
+    if ptr is None:
+        ptr = xp.cuda.get_current_stream().ptr
+    if ptr == 0:
+        return xp.cuda.Stream.null, cuda.default_stream()
+    return xp.cuda.ExternalStream(ptr), cuda.external_stream(ptr)
 
 
-def _group_device(user, time):
-    """(order, offsets): order int64 device [n], offsets int64 host [n_users + 1].
+@contextlib.contextmanager
+def _on_device_of(inputs):
+    """Run on the device holding ``inputs`` (same for all) and on the caller's stream.
 
-    On the device with CuPy (skipped when a check kernel finds the rows already grouped
-    and time-sorted); otherwise on the host with :func:`.cpu.group_users`.
+    Yields the numba stream every kernel is launched on. Raises ValueError when the
+    inputs lie on different devices.
     """
+    devices = {_dlpack_device(x)[1] for x in inputs}
+    if len(devices) != 1:
+        raise ValueError(f"inputs lie on different devices {sorted(devices)}; move them to one")
+    (device,) = devices
+    device_context = contextlib.nullcontext() if SIMULATOR else xp.cuda.Device(device)
+    with cuda.gpus[device], device_context:
+        stream_context, stream = _caller_stream(inputs, device)
+        with stream_context:
+            yield stream
+
+
+def _group(user, time):
+    """(order, offsets) on the device: int64 [n] scan order by (user, time, row) and int64
+    [n_users + 1] user offsets; ``order`` is ``arange(n)`` for rows already grouped and
+    time-sorted (checked on the device, no sort then)."""
     n = user.shape[0]
-    flag = cuda.to_device(np.ones(1, dtype=np.int32))
-    _sorted_check[_grid(n), BLOCK](user, time, flag)
-    is_sorted = bool(flag.copy_to_host()[0])
-    cp = _cupy()
-    if cp is not None:
-        u = cp.asarray(user)
-        if is_sorted:
-            order = cp.arange(n, dtype=cp.int64)
-            us = u
-        else:
-            order = cp.lexsort(cp.stack([cp.arange(n, dtype=cp.int64), cp.asarray(time), u])).astype(cp.int64)
-            us = u[order]
-        starts = cp.flatnonzero(us[1:] != us[:-1]) + 1
-        offsets = np.concatenate([[0], cp.asnumpy(starts), [n]]).astype(np.int64)
-        return cuda.as_cuda_array(order), offsets
-    if is_sorted:
-        u = user.copy_to_host()
-        starts = np.flatnonzero(u[1:] != u[:-1]) + 1
-        offsets = np.concatenate([[0], starts, [n]]).astype(np.int64)
-        return cuda.to_device(np.arange(n, dtype=np.int64)), offsets
-    from .cpu import group_users  # host grouping when CuPy is absent
-
-    tx = Transactions(user.copy_to_host(), time.copy_to_host(), np.empty(0), np.empty(0, dtype=np.int32))
-    order, offsets = group_users(tx)
-    if order is None:
-        order = np.arange(n, dtype=np.int64)
-    return cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)), np.asarray(offsets, dtype=np.int64)
+    order = xp.arange(n, dtype=xp.int64)
+    in_order = n < 2 or bool(xp.all((user[1:] > user[:-1]) | ((user[1:] == user[:-1]) & (time[1:] >= time[:-1]))))
+    us = user
+    if not in_order:
+        order = xp.lexsort(xp.stack([order, time, user])).astype(xp.int64)  # last key sorts first
+        us = user[order]
+    starts = xp.flatnonzero(us[1:] != us[:-1]) + 1
+    offsets = xp.concatenate([xp.zeros(1, dtype=xp.int64), starts.astype(xp.int64),
+                              xp.full(1, n, dtype=xp.int64)])
+    return order, offsets
 
 
-def _stable_period_order(key, offs_host):
+def _local_time(time, tfac, timezone: str):
+    """Local wall-clock ns of every row, on the device: the zone's offset table (built on
+    the host from the data's time range) looked up by binary search."""
+    t = time * tfac
+    lo, hi = int(t.min()), int(t.max())
+    start, offset = utc_offset_table(timezone, lo, hi)
+    if start.shape[0] == 1:
+        return t + int(offset[0])
+    j = xp.searchsorted(xp.asarray(start), t, side="right") - 1
+    return t + xp.asarray(offset)[j]
+
+
+def _stable_period_order(key, offs):
     """Permutation of a batch's scan positions ordering each user's rows by period,
-    stably (ties keep (time, row) order); CuPy on the device, else NumPy on the host."""
-    cp = _cupy()
+    stably (ties keep (time, row) order). ``offs``: the batch's user offsets (device)."""
     nb = key.shape[0]
-    sizes = np.diff(offs_host)
-    if cp is not None:
-        uidx = cp.repeat(cp.arange(sizes.shape[0]), cp.asarray(sizes))
-        perm = cp.lexsort(cp.stack([cp.arange(nb), cp.asarray(key), uidx])).astype(cp.int64)
-        return cuda.as_cuda_array(perm)
-    uidx = np.repeat(np.arange(sizes.shape[0]), sizes)
-    perm = np.lexsort((np.arange(nb), key.copy_to_host(), uidx)).astype(np.int64)
-    return cuda.to_device(perm)
-
-
-@cuda.jit
-def _gather(src, idx, dst):
-    """dst[q] = src[idx[q]] (grid-stride)."""
-    q = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while q < dst.shape[0]:
-        dst[q] = src[idx[q]]
-        q += stride
+    pos = xp.arange(nb, dtype=xp.int64)
+    # user of each position from the offsets (cupy.repeat with an array of repeats needs CuPy >= 14.1)
+    uidx = xp.searchsorted(offs, pos, side="right") - 1
+    return xp.lexsort(xp.stack([pos, key, uidx])).astype(xp.int64)
 
 
 def _default_batch_rows(n_slots: int) -> int:
     per_row = _SCRATCH_ROW_BYTES + _SLOT_ROW_BYTES * n_slots
-    if SIMULATOR:
+    free = _free_device_bytes()
+    if free is None:
         return _SIM_BATCH_ROWS
-    try:
-        free, _ = cuda.current_context().get_memory_info()
-    except Exception:  # noqa: BLE001 - any driver trouble: a safe constant
-        return 1 << 22
-    return max(1 << 16, int(free * 0.5) // per_row)
+    return max(1 << 16, int(free * 0.5) // per_row)  # gpu
 
 
 def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, max_rows_per_batch, progress,
-         local_host=None):
-    """Every target of ``plan`` on device arrays (input row order); float32 [n_cols, n] on the device."""
+         stream, out=None):
+    """Every target of ``plan`` on ``xp`` arrays (input row order); float32 [n_cols, n] ``xp`` array."""
     n = time.shape[0]
-    out = cuda.device_array((plan.n_columns, n), dtype=np.float32)
+    if out is None:
+        out = xp.empty((plan.n_columns, n), dtype=xp.float32)
     if n == 0:
         return out
-    order, offsets = _group_device(user, time)
+    order, offsets = _group(user, time)
+    offsets_h = _asnumpy(offsets)
     tfac = np.int64(time_factor)
-    if plan.period_codes.shape[0] == 0:
-        local, lfac = time, tfac
-    elif timezone == "UTC":
+    if plan.period_codes.shape[0] == 0 or timezone == "UTC":
         local, lfac = time, tfac
     else:
-        if local_host is None:  # the tz database lives on the host
-            local_host = local_wall_clock_ns(time.copy_to_host() * np.int64(time_factor), timezone)
-        local, lfac = cuda.to_device(np.ascontiguousarray(local_host, dtype=np.int64)), np.int64(1)
-    mcc_bits = cuda.to_device(plan.mcc_bits)
-    sign_bits = cuda.to_device(plan.sign_bits)
+        local, lfac = _local_time(time, tfac, timezone), np.int64(1)
+    mcc_bits = xp.asarray(plan.mcc_bits)
+    sign_bits = xp.asarray(plan.sign_bits)
     nomcc = np.uint64(plan.nomcc_bits)
     n_slots = plan.period_codes.shape[0]
     cap = int(max_rows_per_batch or _default_batch_rows(n_slots))
-    n_users = offsets.shape[0] - 1
-    biggest = int(np.max(np.diff(offsets)))
+    n_users = offsets_h.shape[0] - 1
+    biggest = int(np.max(np.diff(offsets_h)))
     rows = max(min(cap, n), biggest)
-    cnt = cuda.device_array(rows, dtype=np.int64)
-    s1h, s1l, s2h, s2l, mn, mx = (cuda.device_array(rows, dtype=np.float64) for _ in range(6))
-    keys = [cuda.device_array(rows, dtype=np.int64) for _ in range(n_slots)]
-    flag = cuda.device_array(1, dtype=np.int32)
+    cnt = xp.empty(rows, dtype=xp.int64)
+    s1h, s1l, s2h, s2l, mn, mx = (xp.empty(rows, dtype=xp.float64) for _ in range(6))
+    keys = [xp.empty(rows, dtype=xp.int64) for _ in range(n_slots)]
+    flag = xp.ones(1, dtype=xp.int32)
     u0 = 0
     while u0 < n_users:
-        u1 = int(np.searchsorted(offsets, offsets[u0] + cap, side="right")) - 1
+        u1 = int(np.searchsorted(offsets_h, offsets_h[u0] + cap, side="right")) - 1
         u1 = min(max(u1, u0 + 1), n_users)
-        r0, r1 = int(offsets[u0]), int(offsets[u1])
+        r0, r1 = int(offsets_h[u0]), int(offsets_h[u1])
         nb = r1 - r0
-        offs_h = offsets[u0 : u1 + 1] - r0
-        offs = cuda.to_device(offs_h)
+        offs = offsets[u0 : u1 + 1] - r0
         gb = order[r0:r1]
         nblk = u1 - u0
         # per period slot: scan order and period index of every scan position
         slot_g, slot_key = [], []
         for sl in range(n_slots):
             key = keys[sl][:nb]
-            _period_keys[_grid(nb), BLOCK](gb, local, lfac, np.int64(plan.period_codes[sl]), key)
-            flag.copy_to_device(np.ones(1, dtype=np.int32))
-            _monotone_check[nblk, BLOCK](offs, key, flag)
-            if flag.copy_to_host()[0]:
+            _period_keys[_grid(nb), BLOCK, stream](gb, local, lfac, np.int64(plan.period_codes[sl]), key)
+            flag.fill(1)
+            _monotone_check[nblk, BLOCK, stream](offs, key, flag)
+            if int(flag[0]):
                 slot_g.append(gb)
             else:  # DST: visit the batch's rows in stable period order
-                perm = _stable_period_order(key, offs_h)
-                gs = cuda.device_array(nb, dtype=np.int64)
-                _gather[_grid(nb), BLOCK](gb, perm, gs)
-                ks = cuda.device_array(nb, dtype=np.int64)
-                _gather[_grid(nb), BLOCK](key, perm, ks)
-                slot_g.append(gs)
-                key = ks
+                perm = _stable_period_order(key, offs)
+                slot_g.append(gb[perm])
+                key = key[perm]
             slot_key.append(key)
         scanned = None
         for ti in range(plan.window.shape[0]):
@@ -650,45 +711,46 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
                 sl = int(plan.period_slot[ti])
                 g, key = slot_g[sl], slot_key[sl]
                 if g_agg == TOPK:
-                    _period_topk[nblk, BLOCK](offs, g, key, np.int64(w), k, fill, amount, mcc, mcc_bits, sign_bits,
-                                              nomcc, bit, absf, out, col)
+                    _period_topk[nblk, BLOCK, stream](offs, g, key, np.int64(w), k, fill, amount, mcc, mcc_bits,
+                                                      sign_bits, nomcc, bit, absf, out, col)
                     continue
                 state = ("period", sl, int(plan.fbit[ti]), absf)
                 if scanned != state:
-                    _scan[nblk, BLOCK](offs, g, key, np.int64(1), amount, mcc, mcc_bits, sign_bits, nomcc, bit, absf,
-                                       cnt, s1h, s1l, s2h, s2l, mn, mx)
+                    _scan[nblk, BLOCK, stream](offs, g, key, np.int64(1), amount, mcc, mcc_bits, sign_bits, nomcc, bit,
+                                               absf, cnt, s1h, s1l, s2h, s2l, mn, mx)
                     scanned = state
-                _period_result[nblk, BLOCK](offs, g, key, np.int64(w), np.int64(g_agg), fill,
-                                            cnt, s1h, s1l, s2h, s2l, mn, mx, out, col)
+                _period_result[nblk, BLOCK, stream](offs, g, key, np.int64(w), np.int64(g_agg), fill,
+                                                    cnt, s1h, s1l, s2h, s2l, mn, mx, out, col)
             else:
                 d = np.int64(plan.param[ti])
                 if g_agg in (MIN, MAX, TOPK):
-                    _duration_scan[nblk, BLOCK](offs, gb, time, tfac, d, np.int64(w), np.int64(g_agg), k, fill,
-                                                amount, mcc, mcc_bits, sign_bits, nomcc, bit, absf, out, col)
+                    _duration_scan[nblk, BLOCK, stream](offs, gb, time, tfac, d, np.int64(w), np.int64(g_agg), k,
+                                                        fill, amount, mcc, mcc_bits, sign_bits, nomcc, bit, absf,
+                                                        out, col)
                     continue
                 state = ("duration", int(plan.fbit[ti]), absf)
                 if scanned != state:
-                    _scan[nblk, BLOCK](offs, gb, gb, np.int64(0), amount, mcc, mcc_bits, sign_bits, nomcc, bit, absf,
-                                       cnt, s1h, s1l, s2h, s2l, mn, mx)
+                    _scan[nblk, BLOCK, stream](offs, gb, gb, np.int64(0), amount, mcc, mcc_bits, sign_bits, nomcc,
+                                               bit, absf, cnt, s1h, s1l, s2h, s2l, mn, mx)
                     scanned = state
-                _duration_moments[nblk, BLOCK](offs, gb, time, tfac, d, np.int64(w), np.int64(g_agg), fill,
-                                               cnt, s1h, s1l, s2h, s2l, out, col)
+                _duration_moments[nblk, BLOCK, stream](offs, gb, time, tfac, d, np.int64(w), np.int64(g_agg), fill,
+                                                       cnt, s1h, s1l, s2h, s2l, out, col)
         if progress is not None:
-            cuda.synchronize()
+            stream.synchronize()
             progress(nb)
         u0 = u1
     return out
 
 
-def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int = 1, max_rows_per_batch=None,
-                   timezone_local=None):
+def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int = 1, max_rows_per_batch=None):
     """All targets of ``config`` for transactions already on the device.
 
     Parameters
     ----------
     user : device array of integers, shape (n,)
-        User ids (any integer dtype; string ids must be encoded first).
-    time : device array of int64, shape (n,)
+        User ids (any integer dtype; string ids must be encoded first, e.g. with
+        ``factorize``).
+    time : device array of integers, shape (n,)
         UTC time in ticks of ``time_factor`` ns since 1970-01-01.
     amount : device array of float, shape (n,)
         NaN = null (contributes to no window).
@@ -700,44 +762,45 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
     max_rows_per_batch : int, optional
         Users are processed in batches of whole users of about this many rows (bounds
         the scratch memory, ~64 B/row + 16 B/row per period kind). Default: half the
-        free device memory (a constant under the simulator).
-    timezone_local : ndarray of int64, optional
-        Local wall-clock ns of every row, when already resolved on the host; otherwise a
-        non-UTC ``config.timezone`` copies ``time`` to the host to resolve it.
+        device memory the allocator can still hand out (a constant under the simulator).
 
-    Arrays may be numba device arrays, CuPy arrays (``__cuda_array_interface__``) or
-    torch CUDA tensors (``__dlpack__``). Rows are ordered by ``(user, time, row)`` on the
-    device with CuPy, on the host otherwise (only the order goes back).
+    Arrays may be CuPy arrays, numba device arrays, anything with
+    ``__cuda_array_interface__`` or torch CUDA tensors (``__dlpack__``); under the
+    simulator, NumPy arrays. They must lie on one device: the kernels run there
+    (``cuda.gpus[i]``), on the caller's stream (torch's current stream when an input is
+    a torch tensor, else CuPy's), so the result is ordered with its consumer.
+    Non-UTC time zones: a table of the zone's UTC offsets over the data's time range is
+    built on the host (two scalars read back) and applied on the device.
 
     Returns
     -------
-    numba device array of float32, shape (n_target_columns, n)
-        Row ``c`` is output column ``config.output_columns[c]``, in input row order.
+    ``xp`` array of float32, shape (n_target_columns, n)
+        A CuPy array on the inputs' device (NumPy under the simulator). Row ``c`` is
+        output column ``config.output_columns[c]``, in input row order.
 
     Raises
     ------
     TypeError
         An input is not a device array.
     ValueError
-        Inputs of different lengths, or not 1-d.
+        Inputs of different lengths, not 1-d, or on different devices.
     """
     plan = compile_plan(config)
-    user = _as_device(user, np.int64, "user")
-    time = _as_device(time, np.int64, "time")
-    amount = _as_device(amount, np.float64, "amount")
-    mcc = _as_device(mcc, np.int32, "mcc")
-    lengths = {user.shape[0], time.shape[0], amount.shape[0], mcc.shape[0]}
-    if len(lengths) != 1:
-        raise ValueError(f"user, time, amount and mcc must have the same length, got {sorted(lengths)}")
-    return _run(user, time, amount, mcc, plan, config.timezone, int(time_factor), max_rows_per_batch, None,
-                timezone_local)
+    inputs = (user, time, amount, mcc)
+    with _on_device_of(inputs) as stream:
+        arrays = [_as_xp(x, dt, name) for x, dt, name in
+                  zip(inputs, (np.int64, np.int64, np.float64, np.int32), ("user", "time", "amount", "mcc"))]
+        lengths = {a.shape[0] for a in arrays}
+        if len(lengths) != 1:
+            raise ValueError(f"user, time, amount and mcc must have the same length, got {sorted(lengths)}")
+        return _run(*arrays, plan, config.timezone, int(time_factor), max_rows_per_batch, None, stream)
 
 
-def compute(tx: Transactions, config: Config, progress=None, *, max_rows_per_batch=None) -> np.ndarray:
+def compute(tx: Transactions, config: Config, progress=None, *, out=None, max_rows_per_batch=None) -> np.ndarray:
     """All targets of ``config`` for every transaction, with the CUDA kernels.
 
-    Copies the four role arrays to the device (24 B/row), runs :func:`compute_device`'s
-    kernels in batches of whole users and copies the result back.
+    Copies the four role arrays to the current device (28 B/row), runs
+    :func:`compute_device`'s kernels in batches of whole users and copies the result back.
 
     Parameters
     ----------
@@ -746,18 +809,51 @@ def compute(tx: Transactions, config: Config, progress=None, *, max_rows_per_bat
     config : Config
     progress : callable(int) or None
         Called with the number of rows finished after each batch of users.
+    out : ndarray of float32, shape (n_target_columns, n), optional
+        Host array to write the result into (any strides: e.g. the transpose of a
+        row-major ``[n, C]`` array).
     max_rows_per_batch : int, optional
         See :func:`compute_device`.
 
     Returns
     -------
     ndarray of float32, shape (n_target_columns, n)
-        Row ``c`` is output column ``config.output_columns[c]``, in input row order.
+        Row ``c`` is output column ``config.output_columns[c]``, in input row order
+        (``out`` when given).
     """
     plan = compile_plan(config)
-    local_host = None
-    if config.timezone != "UTC" and plan.period_codes.shape[0]:
-        local_host = local_wall_clock_ns(tx.time_ns, config.timezone)
-    dev = [cuda.to_device(np.ascontiguousarray(a)) for a in (tx.user, tx.time, tx.amount, tx.mcc)]
-    out = _run(*dev, plan, config.timezone, int(tx.time_factor), max_rows_per_batch, progress, local_host)
-    return out.copy_to_host()
+    arrays = [xp.array(a) for a in (tx.user, tx.time, tx.amount, tx.mcc)]  # a device copy (host copy: simulator)
+    with _on_device_of(arrays) as stream:
+        values = _run(*arrays, plan, config.timezone, int(tx.time_factor), max_rows_per_batch, progress, stream)
+        host = _asnumpy(values)
+    if out is None:
+        return host
+    out[...] = host
+    return out
+
+
+def pad_targets(values, offsets, lengths, out) -> None:
+    """Scatter targets of whole users into a padded ``[B, T, C]`` block, on the device.
+
+    Parameters
+    ----------
+    values : ``xp`` array of float32, shape (C, n)
+        Targets of ``B`` users whose rows are consecutive (``offsets``), as
+        :func:`compute_device` returns them for rows grouped by user.
+    offsets : ``xp`` array of int64, shape (B + 1,)
+        Row offsets of the users in ``values``.
+    lengths : ``xp`` array of int64, shape (B,)
+        Rows kept per user: the *last* ``lengths[b]`` rows of user ``b`` (``max_len``
+        truncation keeps the most recent transactions).
+    out : device array of float32, shape (B, T, C), ``T >= max(lengths)``
+        Written in place (a torch CUDA tensor's memory through DLPack, say): row ``j`` of
+        user ``b`` for ``j < lengths[b]``, zero beyond (padding).
+    """
+    if out.shape[0] == 0:
+        return
+    if not isinstance(out, xp.ndarray):
+        out = xp.from_dlpack(out)  # a writable view (torch tensors that need no grad)
+    offsets = xp.asarray(offsets, dtype=xp.int64)
+    starts = offsets[1:] - xp.asarray(lengths, dtype=xp.int64)
+    with _on_device_of((values, out)) as stream:
+        _pad_kernel[out.shape[0], BLOCK, stream](values, offsets, starts, out)

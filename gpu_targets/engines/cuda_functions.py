@@ -1,0 +1,76 @@
+"""Device functions of the ``cuda`` engine, compiled from the sources the CPU engine uses.
+
+The per-element logic (filter bits, double-double arithmetic, sample std, aggregation
+results, calendar periods) is written once, as plain Python in
+:mod:`gpu_targets.engines.elementwise` and :mod:`gpu_targets.calendar`. The CPU engine
+compiles those functions with ``njit`` (through ``register_jitable``). Here each one is
+compiled with ``numba.cuda.jit(device=True, inline="always")``, so kernels call real
+CUDA device functions, inlined into them at the Numba IR level, rather than core-Numba
+overloads reached through numba-cuda's typing bridge.
+
+How: every function is copied with :class:`types.FunctionType` (same code object) into a
+namespace of its own module's globals in which the names of the other shared functions
+are bound to their device versions. A call ``two_prod(m, s1h)`` inside ``sample_std``
+then resolves, when the kernel is compiled, to the device ``two_prod``.
+
+One function differs on the device: :func:`two_prod` uses ``cuda.fma``. Dekker's split
+product is exact only when every operation is rounded on its own; libNVVM contracts
+``a * b - p`` and the split's products into FMAs, which silently changes the error term.
+``fma(a, b, -p)`` is the exact error of ``p = a * b`` by definition (one rounding), so
+the device result is the exact double-double product. (Numba's CUDA simulator computes
+``fma`` as ``a * b + c`` in Python, rounded twice: under the simulator the error term
+is 0 and double-double sums of squares are plain float64; see docs/cuda.md.)
+
+``inline``: numba-cuda >= 0.22 deprecates a boolean ``inline`` (``True`` meant Numba-IR
+inlining, now spelled ``"always"``); NVVM-level ``forceinline=True`` is not accepted by
+the simulator's ``jit`` (numba-cuda 0.30), so it would be a line CPU CI cannot run.
+"""
+
+from __future__ import annotations
+
+import types
+
+from numba import cuda
+
+from .. import calendar
+from . import elementwise
+
+__all__ = ["civil_from_days", "dd_add_dd", "moments_result", "period_index", "period_of_day",
+           "row_filter_bits", "sample_std", "two_prod"]
+
+
+def _device(fn, namespace: dict):
+    """``fn``'s code compiled as an inlined CUDA device function whose globals are ``namespace``."""
+    copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__doc__ = fn.__doc__
+    return cuda.jit(device=True, inline="always")(copy)
+
+
+def _two_prod_fma(a, b):
+    """a * b as an exact double-double ``(p, e)``: ``e = fma(a, b, -p)`` (one rounding)."""
+    p = a * b
+    return p, cuda.fma(a, b, -p)
+
+
+_two_prod_fma.__name__ = "two_prod"
+
+# calendar: civil_from_days <- period_of_day <- period_index
+_calendar_ns = dict(vars(calendar))
+for _name in ("civil_from_days", "period_of_day", "period_index"):
+    _calendar_ns[_name] = _device(getattr(calendar, _name), _calendar_ns)
+
+# elementwise: two_prod (FMA) and dd_add_dd <- sample_std <- moments_result; row_filter_bits
+_elementwise_ns = dict(vars(elementwise))
+_elementwise_ns["cuda"] = cuda
+_elementwise_ns["two_prod"] = _device(_two_prod_fma, _elementwise_ns)
+for _name in ("dd_add_dd", "sample_std", "moments_result", "row_filter_bits"):
+    _elementwise_ns[_name] = _device(getattr(elementwise, _name), _elementwise_ns)
+
+civil_from_days = _calendar_ns["civil_from_days"]
+period_of_day = _calendar_ns["period_of_day"]
+period_index = _calendar_ns["period_index"]
+two_prod = _elementwise_ns["two_prod"]
+dd_add_dd = _elementwise_ns["dd_add_dd"]
+sample_std = _elementwise_ns["sample_std"]
+moments_result = _elementwise_ns["moments_result"]
+row_filter_bits = _elementwise_ns["row_filter_bits"]
