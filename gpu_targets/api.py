@@ -92,7 +92,7 @@ def generate(
     """
     cfg = load_config(config)
     if type(transactions).__module__.split(".")[0] == "cudf":
-        return _generate_cudf(transactions, cfg, backend)
+        return _generate_on_device(transactions, cfg, backend)
     if not isinstance(transactions, pd.DataFrame):
         from .io import read_transactions
 
@@ -116,15 +116,35 @@ def attach_targets(frame: pd.DataFrame, values: np.ndarray, names: list[str], ke
 _TIME_UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "D": 86_400_000_000_000}
 
 
-def _generate_cudf(frame, cfg: Config, backend: str):
+def _device_values(series, dtype, na_value):
+    """A column's values as a device array of ``dtype``, nulls replaced by ``na_value``.
+
+    cuDF: ``Series.to_cupy(dtype, na_value=...)`` (cuDF keeps NaN and null apart, and
+    ``.values`` raises on a column holding nulls). pandas (standing in for cuDF under the
+    CUDA simulator, where NumPy is the device namespace): ``to_numpy``, the same call.
+    """
+    to_device = getattr(series, "to_cupy", None) or series.to_numpy
+    return to_device(dtype=dtype, na_value=na_value)
+
+
+def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     """cuDF in, cuDF out: the role columns go to the cuda engine as device arrays and the
     targets come back as device columns (no host round trip of the data).
 
-    Written against cuDF's public API but not run in this repository's CI (no cuDF/GPU
-    there); the cuda engine it calls is tested under the CUDA simulator.
-    """
-    import cupy
+    Written against the API cuDF and pandas share: on a GPU the frame is a
+    ``cudf.DataFrame`` and the arrays CuPy's; under the CUDA simulator a pandas frame
+    runs the same lines with NumPy (tests/test_cuda_sim.py), so they run in CPU CI.
 
+    Raises
+    ------
+    ValueError
+        A backend other than ``cuda``/``auto``.
+    DataError
+        ``format`` other than generic, a missing role column, a target name already in
+        the frame, null users/times under ``on_invalid: error``, a time column that is
+        neither datetime64 nor integers with ``time_unit``, a user column that is neither
+        integers nor strings/categories.
+    """
     from .transactions import DataError
 
     if backend not in ("auto", "cuda"):
@@ -144,26 +164,30 @@ def _generate_cudf(frame, cfg: Config, backend: str):
             raise DataError(f"column {c!r} has {n_null} null values; set on_invalid: drop to drop them")
     if cfg.on_invalid == "drop":
         frame = frame.dropna(subset=[cols.user, cols.time]).reset_index(drop=True)
+    engine = engines.get("cuda")
+    xp = engine.xp
+
     user = frame[cols.user]
-    if user.dtype.kind not in "iu":
-        user = user.factorize()[0]
+    if user.dtype.kind in "iu":
+        user_values = _device_values(user, "int64", 0)
+    elif user.dtype.kind in "OU" or str(user.dtype) in ("category", "string", "str"):
+        user_values = xp.asarray(user.factorize()[0])  # codes: CuPy array (cuDF), NumPy (pandas)
+    else:
+        raise DataError(f"column {cols.user!r} (user) has dtype {user.dtype}; expected integers or strings")
     time = frame[cols.time]
+    if getattr(time.dtype, "tz", None) is not None:  # datetime64[ns, tz]: the UTC instants
+        time = time.dt.tz_convert("UTC").dt.tz_localize(None)
     if time.dtype.kind == "M":
-        unit = str(time.dtype)[len("datetime64["):-1]
-        factor, ticks = _TIME_UNIT_NS[unit], time.astype("int64")
+        unit = np.datetime_data(time.dtype)[0]
+        factor = _TIME_UNIT_NS[unit]
+        time_values = _device_values(time.astype("int64"), "int64", 0)
     elif time.dtype.kind in "iu" and cfg.time_unit is not None:
-        factor, ticks = _TIME_UNIT_NS[cfg.time_unit], time.astype("int64")
+        factor = _TIME_UNIT_NS[cfg.time_unit]
+        time_values = _device_values(time, "int64", 0)
     else:
         raise DataError(f"column {cols.time!r} (time) must be datetime64 or integers with time_unit")
-    amount = frame[cols.amount].astype("float64").fillna(float("nan"))
-    mcc = frame[cols.mcc].fillna(-1).astype("int32")
-    engine = engines.get("cuda")
-    values = engine.compute_device(
-        cupy.asarray(user.values), cupy.asarray(ticks.values), cupy.asarray(amount.values),
-        cupy.asarray(mcc.values), cfg, time_factor=factor,
-    )
-    out = frame.copy(deep=False)
-    device_values = cupy.asarray(values)
-    for c, name in enumerate(cfg.output_columns):
-        out[name] = device_values[c]
-    return out
+    amount = _device_values(frame[cols.amount], "float64", np.nan)
+    mcc = _device_values(frame[cols.mcc], "float64", -1.0)  # float first: out-of-range codes stay out of range
+    mcc = xp.where((mcc >= 0) & (mcc <= 9999), mcc, -1).astype(xp.int32)
+    values = engine.compute_device(user_values, time_values, amount, mcc, cfg, time_factor=factor)
+    return frame.assign(**{name: values[c] for c, name in enumerate(cfg.output_columns)})

@@ -299,3 +299,63 @@ def test_auto_backend_is_cpu_without_a_real_device(caplog):
     if config.ENABLE_CUDASIM or not CUDA:
         assert engines.resolve("auto", data_on_device=True) == "cpu"
         assert "backend auto -> cpu" in caplog.text
+
+
+# --------------------------------------------------------------------------- the cuDF path
+
+
+def _device_frame_case(seed=0):
+    """Role columns of the dtypes a cuDF frame brings: string users, nullable floats
+    (null and NaN), nullable MCCs, tz-aware times in microseconds."""
+    df = _frame(n_users=3, rows=9, seed=seed, string_users=True, shuffle=True)
+    df["amount"] = pd.array(df["amount"], dtype="Float64")
+    df.loc[[1, 4], "amount"] = pd.NA  # null beside the NaN already there
+    df["timestamp"] = (pd.to_datetime(df["timestamp"] * 86400, unit="s").astype("datetime64[us]")
+                       .dt.tz_localize("UTC").dt.tz_convert("Europe/Moscow"))
+    df["note"] = [f"n{i}" for i in range(len(df))]
+    return df
+
+
+@_cuda
+@pytest.mark.parametrize("user_dtype", ["object", "str", "category", "Int64"])
+def test_device_frame_path_matches_reference(user_dtype):
+    """api._generate_on_device (the cuDF path) runs on a pandas frame under the simulator:
+    factorized string users, nulls read with na_value, tz-aware times (no KeyError)."""
+    from gpu_targets import api
+
+    df = _device_frame_case()
+    if user_dtype == "Int64":
+        df["user_id"] = pd.array(df["user_id"].map({"alice": 1, "bob": 2, "carol": 2**62}), dtype="Int64")
+    else:
+        df["user_id"] = df["user_id"].astype(user_dtype)
+    cfg = load_config({"timezone": "Europe/Moscow", "targets": [
+        T("s", "sum", WINDOWS["expanding"], mcc=[5411]), T("m", "max", WINDOWS["trailing"]),
+        T("k", "topk", WINDOWS["forward"], k=2), T("w", "mean", {"period": "week", "mode": "full"})]})
+    got = api._generate_on_device(df, cfg)
+    ref = generate(df, cfg, backend="reference")
+    assert list(got.columns) == list(ref.columns)
+    pd.testing.assert_frame_equal(got[list(df.columns)], df)  # input columns untouched
+    for c in cfg.output_columns:
+        assert got[c].dtype == np.float32
+        assert_close(np.asarray(got[c]), ref[c].to_numpy())
+
+
+@_cuda
+def test_device_frame_path_drops_null_users_and_reads_integer_times():
+    from gpu_targets import api
+    from gpu_targets.transactions import DataError
+
+    df = _frame(n_users=2, rows=8, seed=6)
+    df["user_id"] = pd.array(df["user_id"], dtype="Int64")
+    df.loc[3, "user_id"] = pd.NA
+    targets = [T("c", "count", WINDOWS["trailing"]), T("sd", "std", WINDOWS["next"])]
+    with pytest.raises(DataError, match="null values"):
+        api._generate_on_device(df, load_config({"time_unit": "D", "targets": targets}))
+    cfg = load_config({"time_unit": "D", "on_invalid": "drop", "targets": targets})
+    got = api._generate_on_device(df, cfg)
+    ref = generate(df, cfg, backend="reference")
+    assert len(got) == len(df) - 1
+    for c in cfg.output_columns:
+        assert_close(np.asarray(got[c]), ref[c].to_numpy())
+    with pytest.raises(ValueError, match="backend 'cuda'"):
+        api._generate_on_device(df, cfg, backend="cpu")
