@@ -33,6 +33,14 @@ label columns; :func:`split_features_labels` returns the two index lists.
 
 Arrays are allocated once per batch and handed to torch through DLPack without copies.
 
+Where the work happens: DataLoader workers only do host work and never touch CUDA. With
+the ``cpu`` engine they compute the targets; with ``cuda`` they assemble the batch's
+transactions and the main process computes the targets on the device
+(:func:`finish_batch`: the transactions are copied there, non-blocking from pinned
+memory, and the targets written into one preallocated ``[B, T, C]`` device tensor).
+``dataset.loader(batch_size=..., num_workers=...)`` yields finished batches on
+``device``; with a plain ``DataLoader`` call ``dataset.finish(batch)`` on each batch.
+
 DataLoader workers: the datasets hold NumPy buffers that forked workers share; importing
 this module selects Numba's fork-safe ``workqueue`` threading layer when no other was
 chosen and no parallel kernel has run yet (GNU OpenMP aborts forked children). Each
@@ -57,7 +65,7 @@ from .formats import to_roles
 from .spec import Config, load_config
 from .transactions import Transactions, extract
 
-__all__ = ["IterableSequenceDataset", "SequenceDataset", "collate_users", "split_features_labels"]
+__all__ = ["IterableSequenceDataset", "SequenceDataset", "collate_users", "finish_batch", "split_features_labels"]
 
 
 def _fork_safe_numba_threads() -> None:
@@ -130,7 +138,14 @@ def collate_users(
     device: Union[str, torch.device] = "cpu",
     pin_memory: bool = False,
 ) -> dict:
-    """Compute the targets of a batch of users and pad it (see the module docstring).
+    """Assemble a batch of users and compute its targets (see the module docstring).
+
+    Inside a DataLoader worker only host work is done, so workers never touch CUDA
+    (a CUDA context made before ``fork`` breaks every worker, and each worker would hold
+    a context of its own): the ``cpu`` engine computes the targets there, and the
+    ``cuda`` engine leaves them to :func:`finish_batch`, which runs in the main process
+    (``dataset.loader()`` calls it; with a plain ``DataLoader`` call ``dataset.finish``).
+    Called in the main process (``num_workers=0``), the batch is finished here.
 
     Parameters
     ----------
@@ -142,18 +157,23 @@ def collate_users(
         Keep each user's most recent ``max_len`` transactions (targets are computed on
         the whole history first).
     backend : str
-        Engine of :mod:`gpu_targets.engines` computing the targets.
+        Engine of :mod:`gpu_targets.engines` computing the targets. ``cuda``: on
+        ``device`` in the main process, from the batch's transactions moved there.
     device : str or torch.device
-        Where the returned tensors live; a CUDA device copies them from (pinned, with
-        ``pin_memory``) host memory without blocking.
+        Where the finished tensors live.
     pin_memory : bool
-        Allocate the host buffers in page-locked memory (CUDA builds of torch only).
+        Allocate the host buffers in page-locked memory when running in the main process
+        (CUDA builds of torch only); in workers pass ``pin_memory=True`` to the DataLoader
+        instead, which pins in the main process.
 
     Returns
     -------
     dict
+        Finished (main process) or host-only (worker; ``pending`` holds what
+        :func:`finish_batch` needs for ``cuda`` targets).
     """
-    if get_worker_info() is not None:
+    in_worker = get_worker_info() is not None
+    if in_worker:
         numba.set_num_threads(1)  # one thread per DataLoader worker: no oversubscription
     lengths_full = np.fromiter((len(it["time"]) for it in items), dtype=np.int64, count=len(items))
     offsets = np.zeros(len(items) + 1, dtype=np.int64)
@@ -163,23 +183,22 @@ def collate_users(
     mcc = np.concatenate([it["mcc"] for it in items])
     factor = int(items[0]["time_factor"]) if items else 1
     n_cols = len(config.output_columns)
+    on_device = backend == "cuda" and not (items and "values" in items[0])
     if items and "values" in items[0]:  # precomputed targets (SequenceDataset(precompute=True))
         rows = np.concatenate([it["values"] for it in items], axis=0)
+    elif on_device:  # the targets are computed on the device by finish_batch
+        rows = np.empty((len(time), 0), dtype=np.float32)
     else:
         # the batch is grouped by user and time-sorted: the engine takes its no-sort path;
         # targets are written row-major ([n, C]) so padding copies whole rows
         tx = Transactions(np.repeat(np.arange(len(items), dtype=np.int64), lengths_full), time, amount, mcc,
                           time_factor=factor, ordered=True)
-        engine = engines.get(backend)
         rows = np.empty((len(time), n_cols), dtype=np.float32)
-        if backend == "cpu":
-            engine.compute(tx, config, out=rows.T)
-        else:
-            rows[:] = engine.compute(tx, config).T
+        engines.get(backend).compute(tx, config, out=rows.T)
     lengths = lengths_full if max_len is None else np.minimum(lengths_full, max_len)
     starts = offsets[1:] - lengths
-    b, t_max, c = len(items), int(lengths.max(initial=0)), n_cols
-    pin = bool(pin_memory and torch.cuda.is_available())
+    b, t_max, c = len(items), int(lengths.max(initial=0)), rows.shape[1]
+    pin = bool(pin_memory and not in_worker and torch.cuda.is_available())
 
     def empty(shape, dtype):
         return torch.empty(shape, dtype=dtype, pin_memory=pin)
@@ -194,15 +213,59 @@ def collate_users(
     _pad(offsets, starts, 1e9, time, factor, amount, mcc, rows,
          *(out[k].numpy() for k in ("amount", "mcc", "time", "mask", "targets")))
     out["lengths"] = torch.from_dlpack(lengths.copy())
-    if torch.device(device).type != "cpu":
-        out = {k: v.to(device, non_blocking=pin) for k, v in out.items()}
+    if on_device:
+        del out["targets"]
+        out["pending"] = {"time": torch.from_dlpack(time), "amount": torch.from_dlpack(amount),
+                          "mcc": torch.from_dlpack(mcc), "offsets": torch.from_dlpack(offsets),
+                          "time_factor": factor}
+        if pin:
+            out["pending"] = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v
+                              for k, v in out["pending"].items()}
     _, labels = split_features_labels(config)
-    is_label = torch.zeros(c, dtype=torch.bool)
+    is_label = torch.zeros(n_cols, dtype=torch.bool)
     is_label[labels] = True
     out["is_label"] = is_label
     out["target_names"] = list(config.output_columns)
     out["user"] = [it["user"] for it in items]
-    return out
+    if in_worker:
+        return out
+    return finish_batch(out, config, device)
+
+
+def finish_batch(batch: dict, config: Config, device: Union[str, torch.device] = "cpu") -> dict:
+    """Move a collated batch to ``device`` and compute its pending ``cuda`` targets there.
+
+    Runs in the main process. Host tensors are copied with ``non_blocking`` when they are
+    pinned (``DataLoader(pin_memory=True)``). A batch collated for the ``cuda`` engine
+    carries its transactions (``pending``: flat ``time``, ``amount``, ``mcc`` and user
+    ``offsets``); they are moved to the device, the engine computes the targets there
+    (:func:`gpu_targets.engines.cuda.compute_device`, on torch's current stream), and
+    :func:`gpu_targets.engines.cuda.pad_targets` writes them into one preallocated
+    ``float32 [B, T, C]`` tensor on the device: no host round trip. Under Numba's CUDA
+    simulator ``device="cpu"`` runs the same lines.
+
+    Returns the batch (the same dict, updated); a finished batch passes through unchanged.
+    """
+    device = torch.device(device)
+    pending = batch.pop("pending", None)
+    if device.type != "cpu":
+        for k, v in list(batch.items()):
+            if isinstance(v, torch.Tensor) and v.device != device:
+                batch[k] = v.to(device, non_blocking=v.is_pinned())
+    if pending is None:
+        return batch
+    engine = engines.get("cuda")
+    p = {k: v.to(device, non_blocking=v.is_pinned()) if isinstance(v, torch.Tensor) else v
+         for k, v in pending.items()}
+    n_users = p["offsets"].shape[0] - 1
+    n = p["time"].shape[0]
+    user = torch.repeat_interleave(torch.arange(n_users, device=device), torch.diff(p["offsets"]), output_size=n)
+    values = engine.compute_device(user, p["time"], p["amount"], p["mcc"], config, time_factor=p["time_factor"])
+    targets = torch.empty((n_users, batch["amount"].shape[1], len(config.output_columns)), dtype=torch.float32,
+                          device=device)
+    engine.pad_targets(values, p["offsets"], batch["lengths"], targets)
+    batch["targets"] = targets
+    return batch
 
 
 class _Collating:
@@ -218,6 +281,25 @@ class _Collating:
         """``collate_fn`` for :class:`torch.utils.data.DataLoader` (see :func:`collate_users`)."""
         return collate_users(items, self.config, max_len=self.max_len, backend=self.backend,
                              device=self.device, pin_memory=self.pin_memory)
+
+    def finish(self, batch: dict) -> dict:
+        """A batch from a DataLoader worker, moved to ``device`` with its ``cuda`` targets
+        computed there (:func:`finish_batch`); a finished batch passes through."""
+        return finish_batch(batch, self.config, self.device)
+
+    def loader(self, **kwargs) -> Iterator[dict]:
+        """Finished batches of a :class:`torch.utils.data.DataLoader` over this dataset.
+
+        ``kwargs`` go to the DataLoader (``batch_size``, ``shuffle``, ``num_workers``...);
+        ``collate_fn`` is :meth:`collate` and ``pin_memory`` defaults to the dataset's.
+        Workers assemble host batches; each batch is finished (moved to ``device``,
+        ``cuda`` targets computed) in this process as it is taken.
+        """
+        from torch.utils.data import DataLoader
+
+        kwargs.setdefault("pin_memory", bool(self.pin_memory and torch.cuda.is_available()))
+        for batch in DataLoader(self, collate_fn=self.collate, **kwargs):
+            yield self.finish(batch)
 
     @property
     def target_names(self) -> list[str]:

@@ -359,3 +359,51 @@ def test_device_frame_path_drops_null_users_and_reads_integer_times():
         assert_close(np.asarray(got[c]), ref[c].to_numpy())
     with pytest.raises(ValueError, match="backend 'cuda'"):
         api._generate_on_device(df, cfg, backend="cpu")
+
+
+# --------------------------------------------------------------------------- torch device feed
+
+
+@_cuda
+@needs_torch
+@pytest.mark.parametrize("workers", [0, 2])
+def test_torch_feed_computes_cuda_targets_in_the_main_process(workers, monkeypatch):
+    """backend="cuda": workers assemble host batches only (engines.get would raise there),
+    the main process computes the targets into one [B, T, C] tensor; the batches equal
+    the cpu engine's. Under the simulator device="cpu" runs the device lines."""
+    import torch
+    from torch.utils.data import get_worker_info
+
+    from gpu_targets.torch import SequenceDataset
+
+    real_get = engines.get
+
+    def get_outside_workers(name):
+        if get_worker_info() is not None and name == "cuda":
+            raise AssertionError("a DataLoader worker asked for the cuda engine")
+        return real_get(name)
+
+    monkeypatch.setattr(engines, "get", get_outside_workers)
+    df = _frame(n_users=4, rows=9, seed=8, shuffle=True)
+    cfg = {"time_unit": "D", "targets": [T("s", "sum", WINDOWS["expanding"]), T("k", "topk", WINDOWS["forward"], k=2),
+                                         T("d", "std", WINDOWS["trailing"], fill=nan)]}
+    ref = SequenceDataset(df, cfg, max_len=6, backend="cpu")
+    dev = SequenceDataset(df, cfg, max_len=6, backend="cuda")
+    got = list(dev.loader(batch_size=3, num_workers=workers))
+    want = list(ref.loader(batch_size=3))
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        assert "pending" not in g and g["targets"].dtype == torch.float32
+        assert g["targets"].shape == w["targets"].shape
+        assert_close(g["targets"].numpy(), w["targets"].numpy())
+        for k in ("amount", "time", "mask", "lengths", "mcc"):
+            assert torch.equal(g[k], w[k]) or torch.allclose(g[k], w[k], equal_nan=True)
+    # a worker's batch is host-only until finished
+    from gpu_targets.torch import collate_users
+
+    items = [dev[i] for i in range(2)]
+    monkeypatch.setattr("gpu_targets.torch.get_worker_info", lambda: object())
+    host = collate_users(items, dev.config, backend="cuda")
+    assert "targets" not in host and set(host["pending"]) == {"time", "amount", "mcc", "offsets", "time_factor"}
+    done = dev.finish(host)
+    assert done["targets"].shape == (2, 9, 4) and "pending" not in done
