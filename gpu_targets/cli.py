@@ -121,13 +121,24 @@ _backend_option = click.option(
     help="Workers of --scheduler local (one thread each) or local-cuda.  [default: one per core / GPU]",
 )
 @click.option(
+    "--rmm-pool-size", default=None, metavar="SIZE",
+    help="With --scheduler local-cuda: RMM pool on each GPU worker (e.g. 40GB, or a fraction 0.8 of the "
+    "device), shared by cuDF, CuPy and the engine's kernels.  [default: no pool]",
+)
+@click.option(
+    "--device-memory-limit", default=None, metavar="SIZE",
+    help="With --scheduler local-cuda: device memory above which a worker spills to host (e.g. 60GB, 0.8).  "
+    "[default: dask-cuda's]",
+)
+@click.option(
     "--partitioned-by-user", is_flag=True,
     help="With --scheduler: declare that no user is split across input files (e.g. written with "
     "to_parquet(partition_on=[user])), so the shuffle by user is skipped.",
 )
 def generate(
     input_path: str, config_path: Path, output: Path, backend: str, fmt: Optional[str], no_progress: bool,
-    scheduler: Optional[str], workers: Optional[int], partitioned_by_user: bool,
+    scheduler: Optional[str], workers: Optional[int], rmm_pool_size: Optional[str],
+    device_memory_limit: Optional[str], partitioned_by_user: bool,
 ) -> None:
     """Compute the targets of a config for every transaction of INPUT.
 
@@ -143,8 +154,12 @@ def generate(
     cfg = load_config(config_path)
     if fmt is not None:
         cfg = cfg.model_copy(update={"format": fmt})
+    gpu_options = {"rmm_pool_size": rmm_pool_size, "device_memory_limit": device_memory_limit}
+    if scheduler != "local-cuda" and any(v is not None for v in gpu_options.values()):
+        raise click.UsageError("--rmm-pool-size and --device-memory-limit need --scheduler local-cuda")
     if scheduler is not None:
-        _generate_distributed(input_path, cfg, output, backend, scheduler, workers, partitioned_by_user, no_progress)
+        _generate_distributed(input_path, cfg, output, backend, scheduler, workers, partitioned_by_user, no_progress,
+                              gpu_options)
         return
     if workers is not None or partitioned_by_user:
         raise click.UsageError("--workers and --partitioned-by-user need --scheduler")
@@ -169,8 +184,12 @@ def generate(
     )
 
 
-def _cluster(scheduler: str, workers: Optional[int]):
-    """A started cluster (or None) and a connected client for ``--scheduler``."""
+def _cluster(scheduler: str, workers: Optional[int], gpu_options: Optional[dict] = None):
+    """A started cluster (or None) and a connected client for ``--scheduler``.
+
+    ``local-cuda``: dask-cuda's ``LocalCUDACluster``, one worker per GPU, with
+    ``gpu_options`` (``rmm_pool_size``, ``device_memory_limit``) passed on when set.
+    """
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
@@ -180,7 +199,8 @@ def _cluster(scheduler: str, workers: Optional[int]):
             from dask_cuda import LocalCUDACluster
         except ImportError:
             raise ImportError("--scheduler local-cuda needs dask-cuda: pip install 'gpu_targets[cu12]'") from None
-        cluster = LocalCUDACluster(n_workers=workers)
+        options = {k: v for k, v in (gpu_options or {}).items() if v is not None}
+        cluster = LocalCUDACluster(n_workers=workers, **options)  # gpu
     else:
         if workers is not None:
             raise click.UsageError("--workers applies to --scheduler local or local-cuda, not to an address")
@@ -188,7 +208,8 @@ def _cluster(scheduler: str, workers: Optional[int]):
     return cluster, Client(cluster)
 
 
-def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, partitioned_by_user, no_progress):
+def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, partitioned_by_user, no_progress,
+                          gpu_options=None):
     from . import distributed as job
 
     job._require_dask()
@@ -196,7 +217,7 @@ def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, 
         engines.resolve(backend)  # fail on an unusable backend before starting a cluster
     # with an address, the workers decide (distributed.generate resolves it on one of them)
     t0 = time.perf_counter()
-    cluster, client = _cluster(scheduler, workers)
+    cluster, client = _cluster(scheduler, workers, gpu_options)
     try:
         n = len(client.scheduler_info().get("workers", {}))
         click.echo(f"dashboard: {client.dashboard_link} ({n} workers)", err=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import logging
 import math
 import os
@@ -273,22 +274,34 @@ def _units(infos, root, partition_rows: int, split_files: bool) -> list[list]:
 
 
 # --------------------------------------------------------------------------- compute
-def _targets_of_partition(part: pd.DataFrame, config: Config, backend: str, meta: pd.DataFrame) -> pd.DataFrame:
-    """Targets of whole users: sort by (user, time, input row), compute, drop the helper column."""
+def _targets_of_partition(part, config: Config, backend: str, meta: pd.DataFrame):
+    """Targets of whole users: sort by (user, time, input row), compute, drop the helper column.
+
+    ``part`` is a pandas or a cuDF DataFrame (``dataframe.backend: cudf``). With the
+    generic schema and a datetime or integer time column the rows are sorted with
+    ``sort_values`` on the partition itself, the API both share (so the lines a cuDF
+    partition takes run in CPU CI on pandas partitions); other schemas (string times,
+    the ``sdsj2016``/``tabformer`` adapters) are pandas-only and sorted by their role
+    columns.
+    """
     from .api import generate as generate_targets
-    from .formats import to_roles
 
     if len(part) == 0:
         return meta
-    roles, role_cfg = to_roles(part.drop(columns=[ROW]), config)
-    key = pd.DataFrame(
-        {"u": roles[role_cfg.columns.user].to_numpy(), "t": roles[role_cfg.columns.time].to_numpy(),
-         "r": part[ROW].to_numpy()}
-    )
-    order = key.sort_values(["u", "t", "r"], kind="stable").index.to_numpy()
-    part = part.iloc[order].reset_index(drop=True)
-    out = generate_targets(part.drop(columns=[ROW]), config, backend=backend)
-    return out
+    cols = config.columns
+    if config.format == "generic" and part[cols.time].dtype.kind in "Miu":
+        part = part.sort_values([cols.user, cols.time, ROW]).reset_index(drop=True)
+    else:
+        from .formats import to_roles
+
+        roles, role_cfg = to_roles(part.drop(columns=[ROW]), config)
+        key = pd.DataFrame(
+            {"u": roles[role_cfg.columns.user].to_numpy(), "t": roles[role_cfg.columns.time].to_numpy(),
+             "r": part[ROW].to_numpy()}
+        )
+        order = key.sort_values(["u", "t", "r"], kind="stable").index.to_numpy()
+        part = part.iloc[order].reset_index(drop=True)
+    return generate_targets(part.drop(columns=[ROW]), config, backend=backend)
 
 
 def _write_part(frame: pd.DataFrame, directory: Path, partition_info=None) -> pd.Series:
@@ -298,9 +311,13 @@ def _write_part(frame: pd.DataFrame, directory: Path, partition_info=None) -> pd
     from .io import write_parquet
 
     number = partition_info["number"] if partition_info is not None else 0
-    if hasattr(frame, "to_pandas"):  # cuDF partition
-        frame = frame.to_pandas()
-    write_parquet(frame, directory / f"part.{number:05d}.parquet")
+    path = directory / f"part.{number:05d}.parquet"
+    if type(frame).__module__.split(".")[0] == "cudf":  # gpu: cuDF writes from the device
+        tmp = path.with_name(f".{path.name}.tmp")
+        frame.to_parquet(tmp, compression="zstd", index=False)
+        os.replace(tmp, path)
+        return pd.Series([len(frame)], dtype=np.int64)
+    write_parquet(frame, path)
     return pd.Series([len(frame)], dtype=np.int64)
 
 
@@ -317,17 +334,29 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _warm_up_kernels(config: Config, backend: str) -> None:
-    """Compile (or load from Numba's disk cache) the engine's kernels in this process.
+def _warm_up(client, config: Config, backend: str):
+    """Compile the engine's kernels before the job's tasks need them.
 
-    Workers of a cluster on this machine (``LocalCluster``) share the cache and then only
-    load the machine code. Compiling inside a worker instead costs LLVM a few hundred MB
-    that the process keeps: a small worker then stays above its pause threshold and the
-    job never finishes (docs/distributed.md, "Memory"). Workers on other machines compile
-    on their first partition.
+    ``cpu``: in this process (the client's); workers of a cluster on this machine
+    (``LocalCluster``) share Numba's disk cache and then only load the machine code.
+    Compiling inside a worker instead costs LLVM a few hundred MB that the process keeps:
+    a small worker then stays above its pause threshold and the job never finishes
+    (docs/distributed.md, "Memory"). ``cuda``: on every worker (``client.run``), since
+    the client need not have a GPU; each worker compiles (or loads from the disk cache)
+    once per process, before its first partition. Without a client, in this process.
+
+    Returns ``{worker address: None}`` for the workers that warmed up, else None.
     """
-    if backend != "cpu":
-        return
+    if backend == "cuda" and client is not None:
+        return client.run(_warm_up_kernels, config, backend)
+    if backend in ("cpu", "cuda"):
+        _warm_up_kernels(config, backend)
+    return None
+
+
+def _warm_up_kernels(config: Config, backend: str) -> None:
+    """Compile (or load from Numba's disk cache) the engine's kernels in this process:
+    the config's targets and time zone on two synthetic users."""
     from .api import generate as generate_targets
     from .datasets import synthetic_transactions
     from .spec import Columns
@@ -535,17 +564,19 @@ def generate(
 
     # keep the dtypes the single-machine read gives (no conversion to string[pyarrow])
     settings = {"dataframe.convert-string": False}
-    if backend_used == "cuda":
-        import importlib.util
-
-        if importlib.util.find_spec("dask_cudf") is not None:
-            settings["dataframe.backend"] = "cudf"  # not run in CI (no GPU there)
+    # partitions on the GPU: cuDF frames that stay there (shuffle, compute, write)
+    on_gpu = backend_used == "cuda" and importlib.util.find_spec("dask_cudf") is not None
 
     tmp = (final.parent / f".{final.name}.tmp-{os.getpid()}").resolve()
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with dask.config.set(settings):
             frame = dd.from_map(_read_unit, units, schema=schema, meta=in_meta, enforce_metadata=False)
+            if on_gpu:  # gpu: Dask's backend-agnostic conversion; everything below is the same
+                import cudf
+
+                frame = frame.to_backend("cudf")
+                out_meta = cudf.from_pandas(out_meta)
             if not partitioned_by_user:
                 frame = frame.shuffle(on=user, npartitions=n_parts)
             result = frame.map_partitions(
@@ -554,7 +585,7 @@ def generate(
             tmp.mkdir()
             job = result.map_partitions(_write_part, tmp, meta=pd.Series([], dtype=np.int64), enforce_metadata=False)
             job = job.sum()
-            _warm_up_kernels(cfg, backend_used)
+            _warm_up(client, cfg, backend_used)
             if client is not None:
                 client.register_plugin(_release_memory_plugin())
                 future = client.compute(job)

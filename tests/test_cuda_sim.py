@@ -407,3 +407,55 @@ def test_torch_feed_computes_cuda_targets_in_the_main_process(workers, monkeypat
     assert "targets" not in host and set(host["pending"]) == {"time", "amount", "mcc", "offsets", "time_factor"}
     done = dev.finish(host)
     assert done["targets"].shape == (2, 9, 4) and "pending" not in done
+
+
+# --------------------------------------------------------------------------- distributed job
+
+
+@_cuda
+def test_distributed_job_with_the_cuda_engine_matches_reference(tmp_path):
+    """The distributed job with backend cuda (pandas partitions: the same lines a cuDF
+    partition takes, sort_values on the partition) matches the reference engine."""
+    pytest.importorskip("distributed")
+    from gpu_targets import distributed as job
+    from gpu_targets.io import read_transactions
+
+    df = _frame(n_users=4, rows=10, seed=9, shuffle=True)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="D")
+    df["mcc"] = df["mcc"].fillna(-1).astype("int64")
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        df.iloc[i * 14:(i + 1) * 14].to_parquet(tmp_path / "in" / f"p{i}.parquet", index=False)
+    cfg = {"targets": [T("s", "sum", WINDOWS["expanding"]), T("m", "max", WINDOWS["trailing"]),
+                       T("d", "std", WINDOWS["forward"], fill=nan)]}
+    import dask
+
+    # one partition at a time: the simulator swaps the engine module's ``cuda`` global
+    # while a kernel runs, so it supports one launch at a time (numba-cuda's docs)
+    with dask.config.set(scheduler="synchronous"):
+        out = job.generate(tmp_path / "in", cfg, tmp_path / "out", backend="cuda", partition_rows=15)
+    got = read_transactions(out).sort_values(["user_id", "timestamp", "amount"], na_position="first")
+    ref = generate(df, cfg, backend="reference").sort_values(["user_id", "timestamp", "amount"],
+                                                             na_position="first")
+    assert len(got) == len(df)
+    for c in ("s", "m", "d"):
+        assert_close(got[c].to_numpy(), ref[c].to_numpy())
+
+
+@_cuda
+def test_distributed_warm_up_compiles_the_cuda_kernels_on_every_worker(monkeypatch):
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    from gpu_targets import distributed as job
+
+    calls = []
+    monkeypatch.setattr(job, "_warm_up_kernels", lambda config, backend: calls.append(backend) or backend)
+    cfg = load_config({"targets": [T("s", "sum", WINDOWS["expanding"])]})
+    with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            ran = job._warm_up(client, cfg, "cuda")  # client.run ships a copy of the function
+            assert sorted(ran) == sorted(client.scheduler_info()["workers"]) and set(ran.values()) == {"cuda"}
+            assert calls == []  # none in the client
+            assert job._warm_up(client, cfg, "cpu") is None
+            assert calls == ["cpu"]  # the client's, for the shared disk cache
