@@ -37,6 +37,11 @@ cuda_only = [
     pytest.mark.skipif(not CUDA, reason="no CUDA device and NUMBA_ENABLE_CUDASIM is not 1"),
 ]
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+if importlib.util.find_spec("torch") is not None:
+    # before any parallel CPU kernel runs here: gpu_targets.torch picks Numba's fork-safe
+    # threading layer only then, and the feed tests fork DataLoader workers (making that
+    # independent of the import order is issue 14)
+    import gpu_targets.torch  # noqa: F401
 
 AGGS = ["count", "sum", "mean", "min", "max", "std", "any", "topk"]
 WINDOWS = {
@@ -459,3 +464,118 @@ def test_distributed_warm_up_compiles_the_cuda_kernels_on_every_worker(monkeypat
             assert calls == []  # none in the client
             assert job._warm_up(client, cfg, "cpu") is None
             assert calls == ["cpu"]  # the client's, for the shared disk cache
+
+
+# --------------------------------------------------------------------------- glue details
+
+
+@_cuda
+def test_stable_period_order_by_searchsorted_on_the_offsets():
+    """The user of each position comes from the offsets (no cupy.repeat with an array of
+    repeats, which needs CuPy >= 14.1); the order equals np.lexsort with np.repeat."""
+    from gpu_targets.engines import cuda as cuda_engine
+
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 7, 9)
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    key = rng.integers(0, 3, offs[-1]).astype(np.int64)
+    xp = cuda_engine.xp
+    got = cuda_engine._asnumpy(cuda_engine._stable_period_order(xp.asarray(key), xp.asarray(offs)))
+    want = np.lexsort((np.arange(offs[-1]), key, np.repeat(np.arange(len(sizes)), sizes)))
+    np.testing.assert_array_equal(got, want)
+
+
+@_cuda
+def test_time_zone_resolved_on_the_device_from_an_offset_table(monkeypatch):
+    """compute_device never sends the time column to the host for pandas' conversion."""
+    from gpu_targets import calendar
+    from gpu_targets.engines import cuda as cuda_engine
+    from gpu_targets.transactions import extract
+
+    def no_host_conversion(*args):
+        raise AssertionError("the time column went to the host")
+
+    monkeypatch.setattr(calendar, "local_wall_clock_ns", no_host_conversion)
+    t0 = pd.Timestamp("2014-10-25 21:10:00", tz="UTC").value // 10**9
+    df = pd.DataFrame({"user_id": [1] * 12, "timestamp": t0 + np.arange(12) * 1800, "amount": np.arange(1.0, 13.0),
+                       "mcc": [5411] * 12})
+    cfg = load_config({"time_unit": "s", "timezone": "Europe/Moscow",
+                       "targets": [T("d", "sum", {"period": "day", "mode": "expanding"}),
+                                   T("h", "count", {"period": "hour", "mode": "full"})]})
+    tx = extract(df, cfg)
+    out = cuda_engine.compute_device(tx.user, tx.time, tx.amount, tx.mcc, cfg, time_factor=tx.time_factor)
+    monkeypatch.undo()
+    assert_close(cuda_engine._asnumpy(out), engines.get("reference").compute(tx, cfg))
+
+
+@_cuda
+def test_device_helpers_are_cuda_device_functions_of_the_shared_source():
+    from gpu_targets.engines import cuda as cuda_engine
+    from gpu_targets.engines import cuda_functions, elementwise
+
+    for name in ("row_filter_bits", "dd_add_dd", "moments_result", "period_index"):
+        fn = getattr(cuda_functions, name)
+        assert getattr(cuda_engine, name, fn) is fn  # the kernels' globals are the device versions
+        assert fn is not getattr(elementwise, name, None)
+        assert fn.py_func.__code__ is getattr(elementwise if name != "period_index" else
+                                              __import__("gpu_targets.calendar").calendar, name).__code__
+
+
+# --------------------------------------------------------------------------- real GPU only
+
+gpu_only = pytest.mark.skipif(not CUDA or __import__("numba").config.ENABLE_CUDASIM,
+                              reason="needs a real CUDA device")
+
+
+@_cuda
+@gpu_only
+def test_two_prod_is_exact_on_the_device():
+    """cuda.fma gives the exact error of a product; libNVVM's contraction of Dekker's split
+    would not (checked against exact rational arithmetic)."""
+    from fractions import Fraction
+
+    from numba import cuda
+
+    from gpu_targets.engines import cuda_functions
+
+    @cuda.jit
+    def kernel(a, b, p, e):
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            p[i], e[i] = cuda_functions.two_prod(a[i], b[i])
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(0, 1e3, 4096) * 10.0 ** rng.integers(-20, 20, 4096)
+    b = rng.normal(0, 1e3, 4096)
+    p, e = np.empty_like(a), np.empty_like(a)
+    kernel[32, 128](a, b, p, e)
+    for x, y, hi, lo in zip(a, b, p, e):
+        assert Fraction(hi) + Fraction(lo) == Fraction(x) * Fraction(y)
+
+
+@_cuda
+@gpu_only
+@needs_torch
+def test_torch_cuda_tensors_in_on_the_callers_stream_and_zero_copy_out():
+    import torch
+
+    from gpu_targets import to_torch
+    from gpu_targets.engines import cuda as cuda_engine
+    from gpu_targets.transactions import extract
+
+    df = _frame(n_users=3, rows=50, seed=10, shuffle=True)
+    cfg = load_config({"time_unit": "D", "targets": [T("s", "sum", WINDOWS["trailing"]),
+                                                     T("k", "topk", WINDOWS["full"], k=2)]})
+    tx = extract(df, cfg)
+    ref = engines.get("reference").compute(tx, cfg)
+    devices = range(torch.cuda.device_count())
+    for dev in devices:  # inputs on cuda:1 run on cuda:1
+        side = torch.cuda.Stream(device=dev)
+        with torch.cuda.device(dev), torch.cuda.stream(side):
+            ins = [torch.from_numpy(a).to(f"cuda:{dev}", non_blocking=True) for a in (tx.user, tx.time, tx.amount,
+                                                                                      tx.mcc)]
+            out = cuda_engine.compute_device(*ins, cfg, time_factor=tx.time_factor)
+            block = to_torch(out, stacked=True)
+            assert block.device == torch.device(f"cuda:{dev}") and block.data_ptr() == out.data.ptr
+            got = block.T.cpu()  # ordered after the kernels by the stream, no explicit sync
+        assert_close(got.numpy(), ref)
