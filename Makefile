@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # by constraints-cpu.txt, never left to pull CUDA wheels.
 EXTRAS ?= plot,test,bench,torch,dask,notebooks,docs
 
-.PHONY: demo test docs lab bench bench-quick clean-cache clean
+.PHONY: demo test gpu-check docs lab bench bench-quick clean-cache clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,20 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 demo: $(STAMP)
 	$(VENV)/bin/gpu-targets demo
 
-# second run: the cuda engine's kernels under numba's CUDA simulator (no GPU needed);
-# only that file, so the engine-parametrised tests elsewhere stay out of the slow simulator
+# second run: `make gpu-check` under numba's CUDA simulator (no GPU needed): the cuda
+# engine's gpu-marked tests, the engine against reference, the torch device feed and the
+# benchmark script, all on the lines a GPU runs, at tiny sizes
 test: $(STAMP)
 	$(PY) -m pytest -q
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_cuda_sim.py
+	NUMBA_ENABLE_CUDASIM=1 $(MAKE) --no-print-directory gpu-check
 	$(PY) -m mkdocs build --strict -d site  # not -q: it hides the warnings that --strict counts
+
+# The GPU proof (benchmarks/gpu_check.py; report in gpu-check-report.md). On a GPU
+# machine whose python3 already has torch, CuPy and numba-cuda: `make gpu-check PY=python3`
+# (no venv is made then); NUMBA_ENABLE_CUDASIM=1 runs the same steps tiny on a CPU.
+GPU_CHECK_SETUP := $(if $(filter $(VENV)/bin/python,$(PY)),$(STAMP),)
+gpu-check: $(GPU_CHECK_SETUP)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) benchmarks/gpu_check.py
 
 # the MkDocs site (mkdocs.yml) into site/; --strict: a broken link, reference or stale
 # generated page fails the build (`make test` runs it too)
