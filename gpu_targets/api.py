@@ -175,8 +175,8 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     else:
         raise DataError(f"column {cols.user!r} (user) has dtype {user.dtype}; expected integers or strings")
     time = frame[cols.time]
-    if getattr(time.dtype, "tz", None) is not None:  # datetime64[ns, tz]: the UTC instants
-        time = time.dt.tz_convert("UTC").dt.tz_localize(None)
+    if getattr(time.dtype, "tz", None) is not None:  # datetime64[ns, tz]: the naive UTC instants
+        time = time.dt.tz_convert(None)
     if time.dtype.kind == "M":
         unit = np.datetime_data(time.dtype)[0]
         factor = _TIME_UNIT_NS[unit]
@@ -186,8 +186,10 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
         time_values = _device_values(time, "int64", 0)
     else:
         raise DataError(f"column {cols.time!r} (time) must be datetime64 or integers with time_unit")
-    amount = _device_values(frame[cols.amount], "float64", np.nan)
-    mcc = _device_values(frame[cols.mcc], "float64", -1.0)  # float first: out-of-range codes stay out of range
+    # float64 first (nulls kept): cuDF's to_cupy fills nulls in the column's own dtype,
+    # which refuses NaN (or -1) in an integer (unsigned) column; out-of-range MCCs stay so
+    amount = _device_values(frame[cols.amount].astype("float64"), "float64", np.nan)
+    mcc = _device_values(frame[cols.mcc].astype("float64"), "float64", -1.0)
     mcc = xp.where((mcc >= 0) & (mcc <= 9999), mcc, -1).astype(xp.int32)
     values = engine.compute_device(user_values, time_values, amount, mcc, cfg, time_factor=factor)
     return frame.assign(**{name: values[c] for c, name in enumerate(cfg.output_columns)})

@@ -177,8 +177,10 @@ def utc_offset_table(timezone: str, lo_ns: int, hi_ns: int) -> tuple[np.ndarray,
         idx = pd.DatetimeIndex(np.asarray(t, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
         return np.asarray(idx.tz_convert(timezone).tz_localize(None).asi8, dtype=np.int64) - np.asarray(idx.asi8)
 
-    lo = int(lo_ns) - int(lo_ns) % NS_PER_HOUR
-    grid = np.arange(lo, int(hi_ns) + NS_PER_HOUR, NS_PER_HOUR, dtype=np.int64)
+    int64 = np.iinfo(np.int64)
+    lo = max(int(lo_ns) - int(lo_ns) % NS_PER_HOUR, int64.min + NS_PER_HOUR)
+    hi = min(int(hi_ns) + NS_PER_HOUR, int64.max - NS_PER_HOUR)  # the grid ends past hi_ns, inside int64
+    grid = np.arange(lo, hi + 1, NS_PER_HOUR, dtype=np.int64)
     off = offsets(grid)
     change = np.flatnonzero(off[1:] != off[:-1])
     # bisection: offset(a) == off[change], offset(b) != it; find the first b

@@ -341,14 +341,18 @@ def _warm_up(client, config: Config, backend: str):
     (``LocalCluster``) share Numba's disk cache and then only load the machine code.
     Compiling inside a worker instead costs LLVM a few hundred MB that the process keeps:
     a small worker then stays above its pause threshold and the job never finishes
-    (docs/distributed.md, "Memory"). ``cuda``: on every worker (``client.run``), since
+    (docs/distributed.md, "Memory"). ``cuda``: on every worker, as a task pinned to it
+    (not ``client.run``, which would block the worker's event loop for the compile), since
     the client need not have a GPU; each worker compiles (or loads from the disk cache)
     once per process, before its first partition. Without a client, in this process.
 
-    Returns ``{worker address: None}`` for the workers that warmed up, else None.
+    Returns ``{worker address: result}`` for the workers that warmed up, else None.
     """
     if backend == "cuda" and client is not None:
-        return client.run(_warm_up_kernels, config, backend)
+        workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+        futures = [client.submit(_warm_up_kernels, config, backend, workers=[w], allow_other_workers=False,
+                                 pure=False) for w in workers]
+        return dict(zip(workers, client.gather(futures)))
     if backend in ("cpu", "cuda"):
         _warm_up_kernels(config, backend)
     return None

@@ -255,15 +255,24 @@ def finish_batch(batch: dict, config: Config, device: Union[str, torch.device] =
     if pending is None:
         return batch
     engine = engines.get("cuda")
-    p = {k: v.to(device, non_blocking=v.is_pinned()) if isinstance(v, torch.Tensor) else v
+    # the targets are computed on a CUDA device: ``device``, or the current one when the
+    # batch itself stays on the host (the simulator's device is the host)
+    on = device
+    if device.type == "cpu" and not engine.SIMULATOR:
+        on = torch.device("cuda", torch.cuda.current_device())  # gpu
+    offsets_host = pending["offsets"].numpy()  # the users' rows are consecutive and time-sorted
+    p = {k: v.to(on, non_blocking=v.is_pinned()) if isinstance(v, torch.Tensor) else v
          for k, v in pending.items()}
     n_users = p["offsets"].shape[0] - 1
     n = p["time"].shape[0]
-    user = torch.repeat_interleave(torch.arange(n_users, device=device), torch.diff(p["offsets"]), output_size=n)
-    values = engine.compute_device(user, p["time"], p["amount"], p["mcc"], config, time_factor=p["time_factor"])
+    user = torch.repeat_interleave(torch.arange(n_users, device=on), torch.diff(p["offsets"]), output_size=n)
+    values = engine.compute_device(user, p["time"], p["amount"], p["mcc"], config, time_factor=p["time_factor"],
+                                   user_offsets=offsets_host)
     targets = torch.empty((n_users, batch["amount"].shape[1], len(config.output_columns)), dtype=torch.float32,
-                          device=device)
-    engine.pad_targets(values, p["offsets"], batch["lengths"], targets)
+                          device=on)
+    engine.pad_targets(values, p["offsets"], batch["lengths"].to(on, non_blocking=True), targets)
+    if on != device:
+        targets = targets.to(device)  # gpu
     batch["targets"] = targets
     return batch
 

@@ -317,6 +317,7 @@ def _device_frame_case(seed=0):
     df.loc[[1, 4], "amount"] = pd.NA  # null beside the NaN already there
     df["timestamp"] = (pd.to_datetime(df["timestamp"] * 86400, unit="s").astype("datetime64[us]")
                        .dt.tz_localize("UTC").dt.tz_convert("Europe/Moscow"))
+    df["mcc"] = pd.array(df["mcc"], dtype="UInt16")  # unsigned with nulls: read through float64
     df["note"] = [f"n{i}" for i in range(len(df))]
     return df
 
@@ -351,6 +352,8 @@ def test_device_frame_path_drops_null_users_and_reads_integer_times():
     from gpu_targets.transactions import DataError
 
     df = _frame(n_users=2, rows=8, seed=6)
+    df["amount"] = pd.array(np.round(df["amount"].fillna(0)).astype("int64"), dtype="Int64")
+    df.loc[[0, 5], "amount"] = pd.NA  # integer amounts with nulls
     df["user_id"] = pd.array(df["user_id"], dtype="Int64")
     df.loc[3, "user_id"] = pd.NA
     targets = [T("c", "count", WINDOWS["trailing"]), T("sd", "std", WINDOWS["next"])]
@@ -459,11 +462,11 @@ def test_distributed_warm_up_compiles_the_cuda_kernels_on_every_worker(monkeypat
     cfg = load_config({"targets": [T("s", "sum", WINDOWS["expanding"])]})
     with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
-            ran = job._warm_up(client, cfg, "cuda")  # client.run ships a copy of the function
+            ran = job._warm_up(client, cfg, "cuda")  # a task pinned to each worker
             assert sorted(ran) == sorted(client.scheduler_info()["workers"]) and set(ran.values()) == {"cuda"}
-            assert calls == []  # none in the client
+            del calls[:]
             assert job._warm_up(client, cfg, "cpu") is None
-            assert calls == ["cpu"]  # the client's, for the shared disk cache
+            assert calls == ["cpu"]  # in the client, for the shared disk cache
 
 
 # --------------------------------------------------------------------------- glue details

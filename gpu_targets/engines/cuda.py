@@ -22,8 +22,8 @@ stream), so its result is ordered with whatever consumes it.
 
 Layout of the work
 ------------------
-1. Order rows by ``(user, time, input row)`` (``xp.lexsort``; skipped when the rows are
-   already grouped and time-sorted). Kernels never move rows: they read the input
+1. Order rows by ``(user, time, input row)`` (two stable argsorts; skipped when the
+   rows are already grouped and time-sorted, or declared so with ``user_offsets``). Kernels never move rows: they read the input
    arrays through ``g[q]``, the input row at scan position ``q`` (the identity on sorted
    input, so reads coalesce), and write results straight to input row order.
 2. Users are processed in batches of whole users (``max_rows_per_batch``) that bound the
@@ -43,7 +43,7 @@ Layout of the work
      ``p + 1`` (both found by binary search of the sorted period indices). Top-k: each
      thread scans its window (O(w k)). Under a DST time zone the period indices need
      not be monotone in time: a check kernel finds such batches and their rows are
-     visited in stable period order (``xp.lexsort``), which is SPEC.md's definition.
+     visited in stable period order (two stable argsorts), which is SPEC.md's definition.
    * **duration windows** (trailing ``(t - D, t]`` up to the row itself, forward
      ``(t, t + D]``): a block-wide (unsegmented) scan gives prefix counts and
      double-double prefix sums over the user's rows in time order; each thread finds
@@ -188,8 +188,8 @@ def _period_keys(g, local, lfac, code, key):
 
 
 @cuda.jit(cache=True)
-def _monotone_check(offs, key, flag):
-    """flag[0] = 0 when a user's period indices decrease somewhere (block per user)."""
+def _monotone_check(offs, key, flag, slot):
+    """flag[slot] = 0 when a user's period indices decrease somewhere (block per user)."""
     u = cuda.blockIdx.x
     if u >= offs.shape[0] - 1:
         return
@@ -198,7 +198,7 @@ def _monotone_check(offs, key, flag):
     q = s + 1 + cuda.threadIdx.x
     while q < e:
         if key[q] < key[q - 1]:
-            flag[0] = 0
+            flag[slot] = 0
         q += cuda.blockDim.x
 
 
@@ -483,30 +483,48 @@ def _grid(n: int) -> int:
     return max(1, min((n + BLOCK - 1) // BLOCK, 4096))
 
 
-def use_rmm() -> bool:
-    """Allocate CuPy's (and Numba's) device memory from RMM, as dask-cuda does.
+def use_rmm(pool_size=None) -> bool:
+    """Allocate CuPy's and Numba's device memory from RMM, as dask-cuda does.
 
-    Called when the engine loads on a GPU. With RMM installed, CuPy's allocator becomes
-    ``rmm_cupy_allocator`` (unless the caller set another one than CuPy's default pool)
-    and Numba's memory manager RMM's EMM plugin, so the engine's scratch memory, cuDF's
-    columns and anything Numba allocates come from one pool that every library sees.
-    Without RMM the engine allocates through CuPy's pool. Returns True when RMM is in use.
+    With ``pool_size`` (bytes, or a string such as ``"40GB"``) RMM is first re-initialised
+    with a pool of that size. CuPy's allocator becomes ``rmm_cupy_allocator`` and Numba's
+    memory manager RMM's EMM plugin (for contexts made after this call), so the engine's
+    scratch memory, cuDF's columns and anything Numba allocates come from one pool that
+    every library sees. Returns False (and changes nothing) without RMM.
+
+    When the engine loads on a GPU it calls this (without ``pool_size``) only if RMM is
+    installed *and* already configured with something other than plain ``cudaMalloc``
+    (a pool set by ``rmm.reinitialize`` or dask-cuda's ``--rmm-pool-size``): routing
+    CuPy through an unpooled RMM would make every allocation a ``cudaMalloc``/``cudaFree``.
+    Otherwise the engine allocates through CuPy's own pool.
     """
     if SIMULATOR:
         return False
-    try:  # gpu
+    try:  # gpu (this function below this line)
+        import rmm
         from rmm.allocators.cupy import rmm_cupy_allocator
         from rmm.allocators.numba import RMMNumbaManager
     except ImportError:
         return False
-    if xp.cuda.get_allocator() == xp.get_default_memory_pool().malloc:  # gpu: the caller chose none
-        xp.cuda.set_allocator(rmm_cupy_allocator)
-    with contextlib.suppress(RuntimeError):  # gpu: a context already exists: Numba keeps its manager
-        cuda.set_memory_manager(RMMNumbaManager)
+    if pool_size is not None:
+        rmm.reinitialize(pool_allocator=True, initial_pool_size=pool_size)
+    xp.cuda.set_allocator(rmm_cupy_allocator)
+    cuda.set_memory_manager(RMMNumbaManager)
     return True
 
 
-if not SIMULATOR:  # gpu
+def _rmm_pool_configured() -> bool:
+    """True when RMM is installed and its current resource is not plain cudaMalloc."""
+    if SIMULATOR:
+        return False
+    try:  # gpu
+        import rmm.mr
+    except ImportError:
+        return False
+    return not isinstance(rmm.mr.get_current_device_resource(), rmm.mr.CudaMemoryResource)  # gpu
+
+
+if _rmm_pool_configured():  # gpu
     use_rmm()
 
 
@@ -563,6 +581,11 @@ def _as_xp(x, dtype, name: str):
     return xp.asarray(x, dtype=dtype)
 
 
+def _as_xp_2d(x):
+    """A 2-d device array (``xp`` array, or a ``__dlpack__`` object on ``xp``'s device) as ``xp``."""
+    return x if isinstance(x, xp.ndarray) else xp.from_dlpack(x)
+
+
 def _caller_stream(inputs, device: int):
     """``(xp stream context, numba stream)`` of the caller: torch's current stream when an
     input is a torch tensor, else CuPy's current stream; the default stream under the
@@ -578,8 +601,8 @@ def _caller_stream(inputs, device: int):
             break
     if ptr is None:
         ptr = xp.cuda.get_current_stream().ptr
-    if ptr == 0:
-        return xp.cuda.Stream.null, cuda.default_stream()
+    if ptr == 0:  # the legacy default stream (CuPy's Stream.null, torch's stream 0)
+        return xp.cuda.Stream.null, cuda.legacy_default_stream()
     return xp.cuda.ExternalStream(ptr), cuda.external_stream(ptr)
 
 
@@ -601,6 +624,14 @@ def _on_device_of(inputs):
             yield stream
 
 
+def _stable_argsort_by(primary, secondary):
+    """Permutation ordering rows by (primary, secondary, position): two stable radix
+    argsorts (CuPy's sort is always stable; NumPy's needs ``kind="stable"``), cheaper on
+    a GPU than ``lexsort``'s comparison sort of a stacked key."""
+    order = xp.argsort(secondary, kind="stable")
+    return order[xp.argsort(primary[order], kind="stable")].astype(xp.int64)
+
+
 def _group(user, time):
     """(order, offsets) on the device: int64 [n] scan order by (user, time, row) and int64
     [n_users + 1] user offsets; ``order`` is ``arange(n)`` for rows already grouped and
@@ -610,7 +641,7 @@ def _group(user, time):
     in_order = n < 2 or bool(xp.all((user[1:] > user[:-1]) | ((user[1:] == user[:-1]) & (time[1:] >= time[:-1]))))
     us = user
     if not in_order:
-        order = xp.lexsort(xp.stack([order, time, user])).astype(xp.int64)  # last key sorts first
+        order = _stable_argsort_by(user, time)
         us = user[order]
     starts = xp.flatnonzero(us[1:] != us[:-1]) + 1
     offsets = xp.concatenate([xp.zeros(1, dtype=xp.int64), starts.astype(xp.int64),
@@ -622,7 +653,7 @@ def _local_time(time, tfac, timezone: str):
     """Local wall-clock ns of every row, on the device: the zone's offset table (built on
     the host from the data's time range) looked up by binary search."""
     t = time * tfac
-    lo, hi = int(t.min()), int(t.max())
+    lo, hi = (int(v) for v in _asnumpy(xp.stack([t.min(), t.max()])))  # one device-to-host copy
     start, offset = utc_offset_table(timezone, lo, hi)
     if start.shape[0] == 1:
         return t + int(offset[0])
@@ -633,11 +664,10 @@ def _local_time(time, tfac, timezone: str):
 def _stable_period_order(key, offs):
     """Permutation of a batch's scan positions ordering each user's rows by period,
     stably (ties keep (time, row) order). ``offs``: the batch's user offsets (device)."""
-    nb = key.shape[0]
-    pos = xp.arange(nb, dtype=xp.int64)
+    pos = xp.arange(key.shape[0], dtype=xp.int64)
     # user of each position from the offsets (cupy.repeat with an array of repeats needs CuPy >= 14.1)
     uidx = xp.searchsorted(offs, pos, side="right") - 1
-    return xp.lexsort(xp.stack([pos, key, uidx])).astype(xp.int64)
+    return _stable_argsort_by(uidx, key)
 
 
 def _default_batch_rows(n_slots: int) -> int:
@@ -649,15 +679,23 @@ def _default_batch_rows(n_slots: int) -> int:
 
 
 def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, max_rows_per_batch, progress,
-         stream, out=None):
-    """Every target of ``plan`` on ``xp`` arrays (input row order); float32 [n_cols, n] ``xp`` array."""
+         stream, out=None, user_offsets=None):
+    """Every target of ``plan`` on ``xp`` arrays (input row order); float32 [n_cols, n] ``xp`` array.
+
+    ``user_offsets`` (host int64 [n_users + 1]): the rows are known to be grouped by user
+    and time-sorted, so neither the check nor the sort runs (no device-to-host sync).
+    """
     n = time.shape[0]
     if out is None:
         out = xp.empty((plan.n_columns, n), dtype=xp.float32)
     if n == 0:
         return out
-    order, offsets = _group(user, time)
-    offsets_h = _asnumpy(offsets)
+    if user_offsets is None:
+        order, offsets = _group(user, time)
+        offsets_h = _asnumpy(offsets)
+    else:
+        offsets_h = np.asarray(user_offsets, dtype=np.int64)
+        order, offsets = xp.arange(n, dtype=xp.int64), xp.asarray(offsets_h)
     tfac = np.int64(time_factor)
     if plan.period_codes.shape[0] == 0 or timezone == "UTC":
         local, lfac = time, tfac
@@ -674,7 +712,7 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
     cnt = xp.empty(rows, dtype=xp.int64)
     s1h, s1l, s2h, s2l, mn, mx = (xp.empty(rows, dtype=xp.float64) for _ in range(6))
     keys = [xp.empty(rows, dtype=xp.int64) for _ in range(n_slots)]
-    flag = xp.ones(1, dtype=xp.int32)
+    flags = xp.ones(max(n_slots, 1), dtype=xp.int32)
     u0 = 0
     while u0 < n_users:
         u1 = int(np.searchsorted(offsets_h, offsets_h[u0] + cap, side="right")) - 1
@@ -684,14 +722,18 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
         offs = offsets[u0 : u1 + 1] - r0
         gb = order[r0:r1]
         nblk = u1 - u0
-        # per period slot: scan order and period index of every scan position
+        # per period slot: scan order and period index of every scan position; the
+        # monotonicity flags of all slots come back to the host in one copy
         slot_g, slot_key = [], []
+        if n_slots:
+            flags.fill(1)
+        for sl in range(n_slots):
+            _period_keys[_grid(nb), BLOCK, stream](gb, local, lfac, np.int64(plan.period_codes[sl]), keys[sl][:nb])
+            _monotone_check[nblk, BLOCK, stream](offs, keys[sl][:nb], flags, np.int64(sl))
+        monotone = _asnumpy(flags) if n_slots else ()
         for sl in range(n_slots):
             key = keys[sl][:nb]
-            _period_keys[_grid(nb), BLOCK, stream](gb, local, lfac, np.int64(plan.period_codes[sl]), key)
-            flag.fill(1)
-            _monotone_check[nblk, BLOCK, stream](offs, key, flag)
-            if int(flag[0]):
+            if monotone[sl]:
                 slot_g.append(gb)
             else:  # DST: visit the batch's rows in stable period order
                 perm = _stable_period_order(key, offs)
@@ -742,7 +784,8 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
     return out
 
 
-def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int = 1, max_rows_per_batch=None):
+def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int = 1, max_rows_per_batch=None,
+                   user_offsets=None):
     """All targets of ``config`` for transactions already on the device.
 
     Parameters
@@ -763,6 +806,11 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
         Users are processed in batches of whole users of about this many rows (bounds
         the scratch memory, ~64 B/row + 16 B/row per period kind). Default: half the
         device memory the allocator can still hand out (a constant under the simulator).
+    user_offsets : ndarray of int64, shape (n_users + 1,), optional
+        Host offsets of the users when the rows are already grouped by user (any user
+        order) and time-sorted within each user, as a training batch is: the engine then
+        neither checks nor sorts (no device-to-host synchronisation for it). Wrong
+        offsets give wrong targets.
 
     Arrays may be CuPy arrays, numba device arrays, anything with
     ``__cuda_array_interface__`` or torch CUDA tensors (``__dlpack__``); under the
@@ -793,7 +841,8 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
         lengths = {a.shape[0] for a in arrays}
         if len(lengths) != 1:
             raise ValueError(f"user, time, amount and mcc must have the same length, got {sorted(lengths)}")
-        return _run(*arrays, plan, config.timezone, int(time_factor), max_rows_per_batch, None, stream)
+        return _run(*arrays, plan, config.timezone, int(time_factor), max_rows_per_batch, None, stream,
+                    user_offsets=user_offsets)
 
 
 def compute(tx: Transactions, config: Config, progress=None, *, out=None, max_rows_per_batch=None) -> np.ndarray:
@@ -840,9 +889,9 @@ def pad_targets(values, offsets, lengths, out) -> None:
     values : ``xp`` array of float32, shape (C, n)
         Targets of ``B`` users whose rows are consecutive (``offsets``), as
         :func:`compute_device` returns them for rows grouped by user.
-    offsets : ``xp`` array of int64, shape (B + 1,)
+    offsets : device array of int64, shape (B + 1,)
         Row offsets of the users in ``values``.
-    lengths : ``xp`` array of int64, shape (B,)
+    lengths : device array of int64, shape (B,)
         Rows kept per user: the *last* ``lengths[b]`` rows of user ``b`` (``max_len``
         truncation keeps the most recent transactions).
     out : device array of float32, shape (B, T, C), ``T >= max(lengths)``
@@ -851,9 +900,10 @@ def pad_targets(values, offsets, lengths, out) -> None:
     """
     if out.shape[0] == 0:
         return
-    if not isinstance(out, xp.ndarray):
-        out = xp.from_dlpack(out)  # a writable view (torch tensors that need no grad)
-    offsets = xp.asarray(offsets, dtype=xp.int64)
-    starts = offsets[1:] - xp.asarray(lengths, dtype=xp.int64)
-    with _on_device_of((values, out)) as stream:
-        _pad_kernel[out.shape[0], BLOCK, stream](values, offsets, starts, out)
+    # device and stream from the caller's own objects (torch's current stream for torch
+    # tensors), and every conversion inside, so all of it is ordered on that stream
+    with _on_device_of((values, offsets, lengths, out)) as stream:
+        dst = out if isinstance(out, xp.ndarray) else xp.from_dlpack(out)  # writable view (no grad)
+        offsets = _as_xp(offsets, np.int64, "offsets")
+        starts = offsets[1:] - _as_xp(lengths, np.int64, "lengths")
+        _pad_kernel[dst.shape[0], BLOCK, stream](_as_xp_2d(values), offsets, starts, dst)
