@@ -75,7 +75,15 @@ def user_column(config: Config) -> str:
     return _FORMAT_USER.get(config.format, config.columns.user)
 
 
-def default_partition_rows(client, n_targets: int, bytes_per_row: float = BYTES_PER_ROW) -> int:
+#: A GPU worker's peak device memory, in partitions: the cuDF partition, its shuffled
+#: copy, the output columns and the engine's scratch (an estimate, not yet measured).
+DEVICE_PARTITION_COPIES = 4
+#: Device bytes per row of the engine's scratch (scan state and period keys).
+DEVICE_SCRATCH_ROW_BYTES = 96
+
+
+def default_partition_rows(client, n_targets: int, bytes_per_row: float = BYTES_PER_ROW,
+                           device_free_bytes: Optional[int] = None) -> int:
     """Rows per partition so that a worker's peak memory stays below its pause threshold.
 
     A worker's budget is its ``memory_limit`` times Dask's pause fraction
@@ -86,9 +94,22 @@ def default_partition_rows(client, n_targets: int, bytes_per_row: float = BYTES_
     ``BYTES_PER_ROW``, plus the float32 targets) and a worker holds up to
     ``PARTITION_COPIES`` (8) times that at its peak. The smallest budget decides.
 
+    GPU workers (``device_free_bytes``: the smallest free device memory a worker
+    reported, see :func:`_warm_up`): half of it over ``DEVICE_PARTITION_COPIES`` (4)
+    partitions of ``n * (bytes_per_row + 4 * n_targets + DEVICE_SCRATCH_ROW_BYTES)``
+    bytes also bounds the size (the smaller of the two wins).
+
     Returns ``FALLBACK_PARTITION_ROWS`` when no worker reports a memory limit, and at
     least 1,000 rows (with a logged warning when the budget is smaller than that).
     """
+    rows = _host_partition_rows(client, n_targets, bytes_per_row)
+    if device_free_bytes:
+        per_row = max(bytes_per_row, BYTES_PER_ROW) + 4 * n_targets + DEVICE_SCRATCH_ROW_BYTES
+        rows = min(rows, max(1_000, int(device_free_bytes * 0.5 / (DEVICE_PARTITION_COPIES * per_row))))
+    return rows
+
+
+def _host_partition_rows(client, n_targets: int, bytes_per_row: float) -> int:
     import dask
 
     workers = client.scheduler_info(n_workers=-1).get("workers", {}) if client is not None else {}
@@ -346,7 +367,8 @@ def _warm_up(client, config: Config, backend: str):
     the client need not have a GPU; each worker compiles (or loads from the disk cache)
     once per process, before its first partition. Without a client, in this process.
 
-    Returns ``{worker address: result}`` for the workers that warmed up, else None.
+    Returns ``{worker address: free device bytes or None}`` for the workers that warmed
+    up (``cuda`` with a client), else None.
     """
     if backend == "cuda" and client is not None:
         workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -358,9 +380,11 @@ def _warm_up(client, config: Config, backend: str):
     return None
 
 
-def _warm_up_kernels(config: Config, backend: str) -> None:
+def _warm_up_kernels(config: Config, backend: str):
     """Compile (or load from Numba's disk cache) the engine's kernels in this process:
-    the config's targets and time zone on two synthetic users."""
+    the config's targets and time zone on two synthetic users. Returns the device memory
+    the cuda engine's allocator can still hand out here (None for cpu, or under the
+    simulator)."""
     from .api import generate as generate_targets
     from .datasets import synthetic_transactions
     from .spec import Columns
@@ -370,6 +394,9 @@ def _warm_up_kernels(config: Config, backend: str) -> None:
     small = config.model_copy(update={"format": "generic", "columns": Columns(), "time_unit": None,
                                       "on_invalid": "error"})
     generate_targets(synthetic_transactions(2, 64, seed=0), small, backend=backend)
+    if backend == "cuda":
+        return engines.get("cuda")._free_device_bytes()
+    return None
 
 
 def _result_unless_paused(client, future, paused_timeout: float):
@@ -543,8 +570,11 @@ def generate(
     user = user_column(cfg)
     if user not in schema.names:
         raise DataError(f"input has no column {user!r} (the user column)")
+    warmed = _warm_up(client, cfg, backend_used)  # before any task: compile once, per worker for cuda
+    device_free = [b for b in (warmed or {}).values() if b]
     if partition_rows is None:
-        partition_rows = default_partition_rows(client, len(cfg.output_columns), bytes_per_row)
+        partition_rows = default_partition_rows(client, len(cfg.output_columns), bytes_per_row,
+                                                min(device_free) if device_free else None)
     units = _units(infos, root, partition_rows, split_files=not partitioned_by_user)
     n_parts = max(1, math.ceil(n_rows / partition_rows))
     # a read partition holds at least a row group (a file for user-partitioned input)
@@ -589,7 +619,6 @@ def generate(
             tmp.mkdir()
             job = result.map_partitions(_write_part, tmp, meta=pd.Series([], dtype=np.int64), enforce_metadata=False)
             job = job.sum()
-            _warm_up(client, cfg, backend_used)
             if client is not None:
                 client.register_plugin(_release_memory_plugin())
                 future = client.compute(job)

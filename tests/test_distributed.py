@@ -368,3 +368,16 @@ def test_cli_workers_needs_scheduler(random_input, tmp_path):
     assert "--scheduler" in result.output
 
 
+
+
+def test_partition_rows_from_device_memory_of_gpu_workers():
+    """GPU workers (the free device memory their warm-up reported) bound the partition
+    size too: half of it over DEVICE_PARTITION_COPIES partitions of input + targets +
+    scratch bytes per row; the smaller of the host and device bounds wins."""
+    host = job.default_partition_rows(None, 2, 40)
+    assert host == job.FALLBACK_PARTITION_ROWS
+    per_row = 40 + 4 * 2 + job.DEVICE_SCRATCH_ROW_BYTES
+    one_gb = job.default_partition_rows(None, 2, 40, device_free_bytes=10**9)
+    assert one_gb == int(10**9 * 0.5 / (job.DEVICE_PARTITION_COPIES * per_row)) < host
+    assert job.default_partition_rows(None, 2, 40, device_free_bytes=10**12) == host
+    assert job.default_partition_rows(None, 2, 40, device_free_bytes=10**5) == 1_000
