@@ -164,7 +164,7 @@ def generate(
     if workers is not None or partitioned_by_user:
         raise click.UsageError("--workers and --partitioned-by-user need --scheduler")
     backend_used = engines.resolve(backend)
-    check_output_path(output)
+    check_output_path(output, [input_path])
 
     t0 = time.perf_counter()
     frame = read_transactions(input_path)
@@ -213,6 +213,7 @@ def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, 
     from . import distributed as job
 
     job._require_dask()
+    check_output_path(output, [input_path], directory=True)  # before a cluster starts
     if scheduler in ("local", "local-cuda"):
         engines.resolve(backend)  # fail on an unusable backend before starting a cluster
     # with an address, the workers decide (distributed.generate resolves it on one of them)

@@ -511,6 +511,9 @@ def generate(
         column, null user/time).
     FileNotFoundError
         The directory of ``output`` does not exist.
+    FileExistsError
+        ``output`` is, contains or lies inside the input, or is an existing directory
+        holding files other than an earlier output's ``part.NNNNN.parquet``.
     MemoryError
         A worker stayed paused for ``paused_timeout`` seconds.
     ImportError
@@ -549,11 +552,11 @@ def generate(
     import dask.dataframe as dd
 
     cfg = load_config(config)
-    final = Path(output)
-    if not final.parent.is_dir():
-        raise FileNotFoundError(f"output directory {str(final.parent)!r} does not exist")
-    if final.exists() and not final.is_dir():
-        raise IsADirectoryError(f"output path {str(final)!r} is a file; the distributed output is a directory")
+    from .io import check_output_path
+
+    # never the input, inside it or around it; an existing directory only if it holds an
+    # earlier output alone (nothing the job did not create is ever deleted)
+    final = check_output_path(output, [input], directory=True)
     if client is None:
         with contextlib.suppress(ValueError):
             from distributed import default_client

@@ -17,6 +17,7 @@ import contextlib
 import glob
 import os
 from pathlib import Path
+import re
 from typing import Iterator, Optional, Union
 
 import pandas as pd
@@ -32,6 +33,10 @@ _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 _FORMATS = ("parquet", "csv")
 _GLOB_CHARS = frozenset("*?[")
+
+
+#: A part file of the distributed job's output directory.
+_PART_FILE = re.compile(r"part\.\d+\.parquet")
 
 
 def read_transactions(path: PathLike, *, file_format: Optional[str] = None) -> pd.DataFrame:
@@ -185,10 +190,37 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
-def check_output_path(path: PathLike) -> Path:
-    """Check that ``path`` can be written as a file: its directory exists, it is not a directory.
+def _input_paths(inputs) -> list[Path]:
+    """The resolved paths an input names: the file or directory itself, or every file a
+    glob pattern matches (and the pattern's fixed directory part)."""
+    out = []
+    for item in inputs:
+        text = os.fspath(item)
+        p = Path(text)
+        if p.exists():
+            out.append(p.resolve())
+        elif set("*?[") & set(text):
+            out.extend(Path(m).resolve() for m in glob.glob(text))
+    return out
 
-    Lets a command fail before long work rather than after it.
+
+def check_output_path(path: PathLike, inputs=(), *, directory: bool = False) -> Path:
+    """Check that ``path`` can be written without touching an input or a non-regular file.
+
+    Lets a command fail before long work rather than after it, and before anything is
+    written: nothing is lost.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output: a file, or with ``directory`` a directory of part files.
+    inputs : iterable of str or path-like
+        The input paths (files, directories, glob patterns). After resolving links, the
+        output may not be an input, lie inside an input directory, or contain an input.
+    directory : bool
+        The output is a directory (the distributed job's): an existing one may be
+        replaced only when it holds nothing but ``part.NNNNN.parquet`` files (an earlier
+        output), so files the job did not create are never deleted.
 
     Returns
     -------
@@ -199,13 +231,35 @@ def check_output_path(path: PathLike) -> Path:
     FileNotFoundError
         The directory of ``path`` does not exist (it is not created).
     IsADirectoryError
-        ``path`` is a directory.
+        ``path`` is a directory (``directory=False``), or a file (``directory=True``).
+    FileExistsError
+        ``path`` is, contains or lies inside an input; it exists and is not a regular
+        file (a device such as ``/dev/full``, a FIFO, a socket); or, with ``directory``,
+        an existing directory holds other files than an earlier output's.
     """
     final = Path(path)
     if not final.parent.is_dir():
         raise FileNotFoundError(f"output directory {str(final.parent)!r} does not exist")
+    resolved = final.resolve()
+    for src in _input_paths(inputs):
+        if resolved == src or src in resolved.parents or resolved in src.parents:
+            relation = "is" if resolved == src else ("lies inside" if src in resolved.parents else "contains")
+            raise FileExistsError(f"output path {str(final)!r} {relation} the input {str(src)!r}; "
+                                  "write the output somewhere else (inputs are never overwritten)")
+    if directory:
+        if final.exists() and not final.is_dir():
+            raise IsADirectoryError(f"output path {str(final)!r} is a file; the distributed output is a directory")
+        if final.is_dir():
+            foreign = [c.name for c in final.iterdir() if not _PART_FILE.fullmatch(c.name)]
+            if foreign:
+                raise FileExistsError(f"output directory {str(final)!r} holds {foreign[0]!r}, which gpu-targets did "
+                                      "not write; choose a new path (only an earlier output is replaced)")
+        return final
     if final.is_dir():
         raise IsADirectoryError(f"output path {str(final)!r} is a directory")
+    if final.exists() and not final.is_file():
+        raise FileExistsError(f"output path {str(final)!r} exists and is not a regular file; "
+                              "write to a regular file or a new path")
     return final
 
 
