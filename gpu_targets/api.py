@@ -14,7 +14,7 @@ from .formats import to_roles
 from .spec import Config, load_config
 from .transactions import extract
 
-__all__ = ["generate", "compute_targets"]
+__all__ = ["generate", "generate_table", "compute_targets"]
 
 log = logging.getLogger("gpu_targets")
 
@@ -99,6 +99,51 @@ def generate(
         transactions = read_transactions(transactions)
     values, kept, cfg = compute_targets(transactions, cfg, backend=backend, progress=progress)
     return attach_targets(transactions, values, cfg.output_columns, kept)
+
+
+def generate_table(table, config, *, backend: str = "auto", progress=None):
+    """Targets appended to an Arrow table; every input column comes back unchanged.
+
+    Only the columns the role columns are built from (:func:`gpu_targets.formats.source_columns`)
+    are converted to pandas for the engines, integers holding nulls as pandas' nullable
+    integers (user ids above 2^53 stay exact); the output is the input table itself (its
+    kept rows under ``on_invalid: drop``) with one ``float32`` column per target
+    appended, so every other column keeps its Arrow type and values (dates, decimals,
+    lists, maps, dictionaries...). The CLI's ``generate`` runs this.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+    config, backend, progress
+        As :func:`generate`.
+
+    Returns
+    -------
+    pyarrow.Table
+
+    Raises
+    ------
+    ConfigError, DataError
+        As :func:`generate`; a target name that is already an input column.
+    """
+    import pyarrow as pa
+
+    from .formats import source_columns
+    from .io import _to_pandas
+    from .transactions import DataError
+
+    cfg = load_config(config)
+    clash = [c for c in cfg.output_columns if c in table.column_names]
+    if clash:
+        raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
+    roles = _to_pandas(table.select([c for c in source_columns(cfg) if c in table.column_names]),
+                       exact_integers=True)
+    values, kept, cfg = compute_targets(roles, cfg, backend=backend, progress=progress)
+    if kept is not None:
+        table = table.take(pa.array(kept))
+    for name, column in zip(cfg.output_columns, values):
+        table = table.append_column(pa.field(name, pa.float32()), pa.array(column))
+    return table
 
 
 def attach_targets(frame: pd.DataFrame, values: np.ndarray, names: list[str], kept=None) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import click
 import pyarrow as pa
 
 from . import engines
-from .io import check_output_path, read_transactions, replacing, write_parquet
+from .io import check_output_path, read_table, read_transactions, replacing, write_parquet, write_table
 from .spec import FORMATS, Config, ConfigError, Target, load_config
 from .transactions import DataError
 
@@ -149,7 +149,7 @@ def generate(
     """
     from tqdm import tqdm
 
-    from .api import generate as generate_targets
+    from .api import generate_table
 
     cfg = load_config(config_path)
     if fmt is not None:
@@ -167,19 +167,19 @@ def generate(
     check_output_path(output, [input_path])
 
     t0 = time.perf_counter()
-    frame = read_transactions(input_path)
+    table = read_table(input_path)
     t1 = time.perf_counter()
     bar = tqdm(
-        total=len(frame), unit="tx", unit_scale=True, desc="targets", file=sys.stderr,
+        total=table.num_rows, unit="tx", unit_scale=True, desc="targets", file=sys.stderr,
         disable=True if no_progress else None, leave=False,
     )
-    with bar:
-        out = generate_targets(frame, cfg, backend=backend_used, progress=bar.update)
+    with bar:  # the input's columns are carried through as Arrow, unchanged
+        out = generate_table(table, cfg, backend=backend_used, progress=bar.update)
     t2 = time.perf_counter()
-    write_parquet(out, output)
+    write_table(out, output)
     t3 = time.perf_counter()
     click.echo(
-        f"{output}: {len(out):,} rows, {len(cfg.output_columns)} targets, backend {backend_used}; "
+        f"{output}: {out.num_rows:,} rows, {len(cfg.output_columns)} targets, backend {backend_used}; "
         f"{t3 - t0:.2f} s (read {t1 - t0:.2f} s, compute {t2 - t1:.2f} s, write {t3 - t2:.2f} s)"
     )
 

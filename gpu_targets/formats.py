@@ -26,7 +26,7 @@ import pandas as pd
 from .spec import Columns, Config
 from .transactions import DataError
 
-__all__ = ["to_roles", "FORMATS"]
+__all__ = ["to_roles", "source_columns", "FORMATS"]
 
 FORMATS = ("generic", "sdsj2016", "tabformer")
 
@@ -73,6 +73,16 @@ def _tabformer(frame: pd.DataFrame) -> pd.DataFrame:
         rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
         raise DataError(f"column 'Amount' is not like '$12.34' in {int(bad.sum())} rows (first rows: {rows})")
     return pd.DataFrame({"User": frame["User"], "Time": date + clock, "Amount": amount, "MCC": frame["MCC"]})
+
+
+def source_columns(config: Config) -> list[str]:
+    """The input columns the role columns are built from (the rest are only carried)."""
+    if config.format == "sdsj2016":
+        return ["customer_id", "tr_datetime", "mcc_code", "amount"]
+    if config.format == "tabformer":
+        return ["User", "Year", "Month", "Day", "Time", "Amount", "MCC"]
+    c = config.columns
+    return [c.user, c.time, c.amount, c.mcc]
 
 
 def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]:

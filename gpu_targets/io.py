@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from .transactions import DataError
 
-__all__ = ["check_output_path", "read_transactions", "replacing", "write_parquet"]
+__all__ = ["check_output_path", "read_table", "read_transactions", "replacing", "write_parquet", "write_table"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -79,6 +79,20 @@ def read_transactions(path: PathLike, *, file_format: Optional[str] = None) -> p
     >>> read_transactions(os.path.join(d, "tx.parquet"))["amount"].tolist()
     [3.5, -1.0]
     """
+    return _to_pandas(read_table(path, file_format=file_format))
+
+
+def read_table(path: PathLike, *, file_format: Optional[str] = None) -> pa.Table:
+    """Read a transactions table as Arrow, every column with its stored type.
+
+    The inputs, order and errors of :func:`read_transactions`, without the conversion to
+    pandas: the CLI keeps this table and appends the targets to it, so every non-role
+    column is written back with its type and values unchanged.
+
+    Returns
+    -------
+    pyarrow.Table
+    """
     if file_format is not None and file_format not in _FORMATS:
         raise ValueError(f"file_format {file_format!r} is not one of None, 'parquet', 'csv'")
     text = os.fspath(path)
@@ -86,14 +100,14 @@ def read_transactions(path: PathLike, *, file_format: Optional[str] = None) -> p
     if p.is_dir():
         if file_format == "csv":
             raise DataError(f"{text!r} is a directory; CSV input must be a single file (or a glob pattern)")
-        return _to_pandas(_read_parquet_dir(p))
+        return _read_parquet_dir(p)
     if p.exists():
-        return _to_pandas(_read_files([p], file_format))
+        return _read_files([p], file_format)
     if _GLOB_CHARS & set(text):
         matches = sorted(m for m in glob.glob(text) if Path(m).is_file())
         if not matches:
             raise DataError(f"no file matches the pattern {text!r}")
-        return _to_pandas(_read_files([Path(m) for m in matches], file_format))
+        return _read_files([Path(m) for m in matches], file_format)
     raise DataError(f"input file {text!r} not found")
 
 
@@ -178,12 +192,35 @@ def _find_bad_parquet(directory: Path) -> Optional[DataError]:
     return None
 
 
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    # Dictionary-encoded columns (hive partition keys) are decoded to their value type.
+def _to_pandas(table: pa.Table, *, exact_integers: bool = False) -> pd.DataFrame:
+    """Arrow to pandas; dictionary-encoded columns (hive partition keys) are decoded to
+    their value type. ``exact_integers``: integer columns holding nulls become pandas'
+    nullable integers (``Int64``...) instead of float64, so ids above 2^53 stay exact."""
     for i, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
-    return table.to_pandas(date_as_object=False)
+    frame = table.to_pandas(date_as_object=False)
+    if exact_integers:
+        for field, column in zip(table.schema, table.columns):
+            if pa.types.is_integer(field.type) and column.null_count:
+                frame[field.name] = column.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+    return frame
+
+
+_NULLABLE_INTEGERS = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                      pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+                      pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}
+
+
+def write_table(table: pa.Table, path: PathLike) -> None:
+    """Write an Arrow table to a Parquet file, all or nothing (as :func:`write_parquet`)."""
+    import pyarrow.parquet as pq
+
+    # dictionary encoding pays off for ids and codes, not for continuous float targets
+    # (it made writing 2.4x slower and the file larger on seed20 output)
+    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
 
 
 def _one_line(err: BaseException) -> str:
@@ -311,11 +348,4 @@ def write_parquet(frame: pd.DataFrame, path: PathLike) -> None:
     pyarrow.ArrowException, OSError
         Conversion or write failures (no temporary file is left behind).
     """
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    # dictionary encoding pays off for ids and codes, not for continuous float targets
-    # (it made writing 2.4x slower and the file larger on seed20 output)
-    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-    with replacing(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
+    write_table(pa.Table.from_pandas(frame, preserve_index=False), path)

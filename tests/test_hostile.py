@@ -93,3 +93,94 @@ def test_python_api_refuses_too(inputs):
         distributed.generate(inputs / "dir", CONFIG_DT, inputs / "dir", backend="cpu")
     assert len(list((inputs / "dir").iterdir())) == 2
     pd.read_parquet(inputs / "dir")  # still readable
+
+
+# --------------------------------------------------------------------------- carried columns
+
+
+def _every_type_table(n: int = 6):
+    """Role columns plus one column of every Arrow type pyarrow writes to Parquet, with nulls."""
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+
+    def with_null(values, typ):
+        return pa.array(values[:-1] + [None], type=typ)
+
+    ints = list(range(n))
+    extra = {
+        "i8": with_null(ints, pa.int8()), "i16": with_null(ints, pa.int16()), "u32": with_null(ints, pa.uint32()),
+        "big_id": with_null([2**60 + i for i in ints], pa.int64()),
+        "u64": with_null([2**64 - 1 - i for i in ints], pa.uint64()),
+        "f16": pa.array([1.5] * n, type=pa.float16()), "f32": with_null([0.1] * n, pa.float32()),
+        "flag": with_null([True, False] * (n // 2), pa.bool_()),
+        "dec": with_null([decimal.Decimal("12345678901234567890.123")] * n, pa.decimal128(38, 3)),
+        "dec256": with_null([decimal.Decimal("1.5")] * n, pa.decimal256(50, 2)),
+        "day": with_null([datetime.date(2020, 1, 1 + i) for i in ints], pa.date32()),
+        "day64": with_null([datetime.date(1900, 1, 1)] * n, pa.date64()),
+        "clock": with_null([datetime.time(1, 2, 3)] * n, pa.time64("us")),
+        "clock32": with_null([datetime.time(1, 2, 3)] * n, pa.time32("ms")),
+        "ts_ms_tz": with_null([datetime.datetime(2020, 1, 1)] * n, pa.timestamp("ms", tz="Asia/Tokyo")),
+        "text": with_null([f"t{i}" for i in ints], pa.string()),
+        "large_text": with_null(["é" * i for i in ints], pa.large_string()),
+        "blob": with_null([bytes([i]) * 3 for i in ints], pa.binary()),
+        "fixed": with_null([bytes([i]) * 4 for i in ints], pa.binary(4)),
+        "items": with_null([[i, i + 1] for i in ints], pa.list_(pa.int64())),
+        "big_items": with_null([[str(i)] for i in ints], pa.large_list(pa.string())),
+        "record": with_null([{"a": i, "b": "x"} for i in ints], pa.struct([("a", pa.int32()), ("b", pa.string())])),
+        "mapping": with_null([[("k", i)] for i in ints], pa.map_(pa.string(), pa.int64())),
+        "category": pa.array([f"c{i % 2}" for i in ints]).dictionary_encode(),
+        "span": with_null([datetime.timedelta(seconds=i) for i in ints], pa.duration("s")),
+    }
+    roles = {
+        "user_id": pa.array([1, 1, 1, 2, 2, 2][:n], type=pa.int64()),
+        "timestamp": pa.array([datetime.datetime(2021, 1, 1, i) for i in ints], type=pa.timestamp("us")),
+        "amount": pa.array([1.0, -2.0, 3.0, 4.0, None, 6.0][:n]),
+        "mcc": pa.array([5411, None, 5411, 5812, 5411, 5411][:n], type=pa.int32()),
+    }
+    return pa.table({**roles, **extra})
+
+
+def test_every_input_column_comes_back_with_its_arrow_type_and_values(tmp_path):
+    """The CLI carries every non-role (and role) column through Arrow unchanged."""
+    import pyarrow.parquet as pq
+
+    table = _every_type_table()
+    pq.write_table(table, tmp_path / "in.parquet")
+    stored = pq.read_table(tmp_path / "in.parquet")  # what Parquet itself gives back
+    result = CliRunner().invoke(main, ["generate", str(tmp_path / "in.parquet"), "-c", str(CONFIG_DT),
+                                       "-o", str(tmp_path / "out.parquet"), "--no-progress", "--backend", "cpu"])
+    assert result.exit_code == 0, result.output
+    out = pq.read_table(tmp_path / "out.parquet")
+    kept = out.select(stored.column_names)
+    assert kept.schema.equals(stored.schema), (kept.schema, stored.schema)
+    assert kept.equals(stored)
+    assert out.num_columns > stored.num_columns
+
+
+def test_huge_user_ids_with_a_null_user_are_grouped_exactly(tmp_path):
+    """Ids above 2^53 that float64 would merge stay apart; the null user's row is dropped
+    (on_invalid: drop) and the user column is written back as int64, unchanged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    base = 2**60
+    table = pa.table({
+        "user_id": pa.array([base, base + 1, None, base, base + 1], type=pa.int64()),
+        "timestamp": pa.array([0, 1, 2, 3, 4], type=pa.timestamp("s")),
+        "amount": [1.0, 10.0, 100.0, 2.0, 20.0],
+        "mcc": pa.array([5411] * 5, type=pa.int32()),
+    })
+    pq.write_table(table, tmp_path / "in.parquet")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"on_invalid": "drop", "targets": [
+        {"name": "s", "agg": "sum", "window": {"period": "year", "mode": "expanding"}}]}))
+    result = CliRunner().invoke(main, ["generate", str(tmp_path / "in.parquet"), "-c", str(cfg), "-o",
+                                       str(tmp_path / "out.parquet"), "--no-progress", "--backend", "cpu"])
+    assert result.exit_code == 0, result.output
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.schema.field("user_id").type == pa.int64()
+    assert out.column("user_id").to_pylist() == [base, base + 1, base, base + 1]
+    assert out.column("s").to_pylist() == [1.0, 10.0, 3.0, 30.0]
