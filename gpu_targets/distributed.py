@@ -204,24 +204,26 @@ def _inspect(files: list[Path], root: Optional[Path]):
     """Footer check of every file: row groups, rows, one schema. DataError names a bad file."""
     import pyarrow.parquet as pq
 
-    infos, schema = [], None
+    from .io import unified_schema
+
+    infos, schemas = [], []
     for f in files:
         try:
             meta = pq.read_metadata(f)
-            s = meta.schema.to_arrow_schema()
+            schemas.append(meta.schema.to_arrow_schema())
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"cannot read {str(f)!r} as parquet: {' '.join(str(err).split())}") from None
-        if schema is None:
-            schema = s
-        elif not s.equals(schema):
-            raise DataError(f"{str(f)!r} has a schema that differs from {str(files[0])!r}")
         groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
         infos.append((f, [g.num_rows for g in groups], sum(g.total_byte_size for g in groups)))
+    # the single-machine read's rule: columns of every file, types unified, nulls where missing
+    schema = unified_schema(schemas, files)
     if root is not None:
         # partition columns as pyarrow infers them for the single-machine read
         import pyarrow.dataset as ds
 
-        schema = ds.dataset(root, format="parquet", partitioning="hive").schema
+        partitions = ds.dataset(root, format="parquet", partitioning="hive").partitioning
+        keys = [f for f in (partitions.schema if partitions is not None else []) if f.name not in schema.names]
+        schema = pa.schema(list(schema) + keys)
     return infos, schema
 
 
@@ -244,11 +246,17 @@ def _bytes_per_row(infos, schema: pa.Schema, n_rows: int, sample_rows: int = 10_
     return max(width, batch.nbytes / batch.num_rows) + 8
 
 
+def _decoded(field: pa.Field) -> pa.Field:
+    """A dictionary field as its value type (hive keys are appended decoded)."""
+    return field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+
+
 def _read_unit(unit, schema: pa.Schema) -> pd.DataFrame:
-    """Read one partition: a list of ``(path, row_groups or None, first_row, hive_keys)``."""
+    """Read one partition: a list of ``(path, row_groups or None, first_row, hive_keys)``,
+    each file's table conformed to the input's unified ``schema``."""
     import pyarrow.parquet as pq
 
-    from .io import _to_pandas
+    from .io import _to_pandas, conform
 
     frames = []
     for path, row_groups, first_row, keys in unit:
@@ -261,7 +269,7 @@ def _read_unit(unit, schema: pa.Schema) -> pd.DataFrame:
             field = schema.field(name)
             typ = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
             table = table.append_column(name, pa.array([value] * table.num_rows).cast(typ))
-        frame = _to_pandas(table)
+        frame = _to_pandas(conform(table, pa.schema([_decoded(f) for f in schema])))
         frame[ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
         frames.append(frame)
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -507,7 +515,7 @@ def generate(
         Invalid config (before any data is read).
     DataError
         Missing input, a file that is not readable Parquet (named; footers are checked
-        before the job starts), schemas that differ, or what the engine raises (missing
+        before the job starts), columns whose types do not unify across files, or what the engine raises (missing
         column, null user/time).
     FileNotFoundError
         The directory of ``output`` does not exist.

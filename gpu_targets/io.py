@@ -49,6 +49,9 @@ def read_transactions(path: PathLike, *, file_format: Optional[str] = None) -> p
         order; names starting with ``.`` or ``_`` are skipped; ``key=value``
         sub-directories become columns); a glob pattern such as ``"data/part-*.parquet"``
         (matches read in sorted order and concatenated); or a CSV file with a header row.
+        Several files: every column of any file, types unified (int32 + int64 -> int64,
+        int + float -> float64), nulls where a file lacks a column
+        (:func:`unified_schema`; the distributed job reads by the same rule).
     file_format : {None, "parquet", "csv"}, default None
         ``None`` chooses by suffix (``.parquet``, ``.pq``, ``.parq``; ``.csv``,
         ``.csv.gz``, ``.csv.bz2``, ``.csv.zst``); a directory is read as Parquet.
@@ -123,18 +126,53 @@ def _format_of(path: Path, file_format: Optional[str]) -> str:
     raise DataError(f"cannot tell the format of {str(path)!r} from its suffix (known: {known}); pass file_format")
 
 
+def unified_schema(schemas: list[pa.Schema], names: list) -> pa.Schema:
+    """The one schema of several input files: every column of any file, in first-seen
+    order, each with a type every file's column can be cast to (Arrow's permissive
+    promotion: int32 + int64 -> int64, int + float -> float64, null -> anything). A
+    column missing from a file is null in that file's rows.
+
+    Raises
+    ------
+    DataError
+        Two files hold a column with types that do not unify; names both files.
+    """
+    unified = schemas[0]
+    for i in range(1, len(schemas)):
+        try:
+            unified = pa.unify_schemas([unified, schemas[i]], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            for j in range(i):
+                try:
+                    pa.unify_schemas([schemas[j], schemas[i]], promote_options="permissive")
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    break
+            raise DataError(f"{str(names[i])!r} and {str(names[j])!r} hold columns of types that do not unify: "
+                            f"{_one_line(err)}") from None
+    return unified
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns: cast where the type differs, nulls
+    where the table lacks the column (see :func:`unified_schema`)."""
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            columns.append(column if column.type == field.type else column.cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def _read_files(paths: list[Path], file_format: Optional[str]) -> pa.Table:
     tables = [_read_one(p, _format_of(p, file_format)) for p in paths]
     if len(tables) == 1:
         return tables[0]
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        first = tables[0].schema
-        for p, t in zip(paths, tables):
-            if not t.schema.equals(first):
-                raise DataError(f"{str(p)!r} has columns or dtypes that differ from {str(paths[0])!r}: {err}") from None
-        raise DataError(f"cannot concatenate {len(paths)} files: {err}") from None
+    schema = unified_schema([t.schema for t in tables], paths)
+    return pa.concat_tables([conform(t, schema) for t in tables])
 
 
 def _read_one(path: Path, file_format: str) -> pa.Table:
@@ -150,13 +188,36 @@ def _read_one(path: Path, file_format: str) -> pa.Table:
         raise DataError(f"cannot read {str(path)!r} as {file_format}: {_one_line(err)}") from None
 
 
-def _read_parquet_dir(directory: Path) -> pa.Table:
-    import pyarrow.dataset as ds
+def _dataset_files(directory: Path) -> list[Path]:
+    """The data files of a directory: sorted paths, names starting with ``.``/``_`` skipped."""
+    return sorted(
+        f for f in directory.rglob("*")
+        if f.is_file() and not any(part.startswith((".", "_")) for part in f.relative_to(directory).parts)
+    )
 
+
+def _read_parquet_dir(directory: Path) -> pa.Table:
+    """A directory of Parquet files (``key=value`` sub-directories as columns), files in
+    sorted path order, their schemas unified as for a glob (:func:`unified_schema`)."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files = _dataset_files(directory)
+    if not files:
+        raise DataError(f"directory {str(directory)!r} holds no Parquet files")
+    schemas = []
+    for f in files:
+        try:
+            schemas.append(pq.read_schema(f))
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read {str(f)!r} in dataset {str(directory)!r}: {_one_line(err)}") from None
+    schema = unified_schema(schemas, files)
     try:
-        dataset = ds.dataset(directory, format="parquet", partitioning="hive")
-        if not dataset.files:
-            raise DataError(f"directory {str(directory)!r} holds no Parquet files")
+        partitions = ds.dataset(directory, format="parquet", partitioning="hive").partitioning
+        keys = [f for f in (partitions.schema if partitions is not None else []) if f.name not in schema.names]
+        dataset = ds.dataset([str(f) for f in files], schema=pa.schema(list(schema) + keys), format="parquet",
+                             partitioning=ds.HivePartitioning(pa.schema(keys)) if keys else None,
+                             partition_base_dir=str(directory))
         return dataset.to_table()
     except (pa.ArrowException, OSError) as err:
         bad = _find_bad_parquet(directory)
@@ -166,25 +227,10 @@ def _read_parquet_dir(directory: Path) -> pa.Table:
 
 
 def _find_bad_parquet(directory: Path) -> Optional[DataError]:
-    """The first data file of a directory that cannot be read on its own, or whose schema
-    differs from the first file's; cheap footer checks first, full reads only if needed."""
+    """The first data file of a directory that cannot be read on its own."""
     import pyarrow.parquet as pq
 
-    files = sorted(
-        f for f in directory.rglob("*")
-        if f.is_file() and not any(part.startswith((".", "_")) for part in f.relative_to(directory).parts)
-    )
-    schema = None
-    for f in files:
-        try:
-            s = pq.read_schema(f)
-        except (pa.ArrowException, OSError) as err:
-            return DataError(f"cannot read {str(f)!r} in dataset {str(directory)!r}: {_one_line(err)}")
-        if schema is None:
-            schema = s
-        elif not s.equals(schema):
-            return DataError(f"{str(f)!r} has a schema that differs from {str(files[0])!r} in dataset {str(directory)!r}")
-    for f in files:
+    for f in _dataset_files(directory):
         try:
             pq.read_table(f)
         except (pa.ArrowException, OSError) as err:

@@ -184,3 +184,54 @@ def test_huge_user_ids_with_a_null_user_are_grouped_exactly(tmp_path):
     assert out.schema.field("user_id").type == pa.int64()
     assert out.column("user_id").to_pylist() == [base, base + 1, base, base + 1]
     assert out.column("s").to_pylist() == [1.0, 10.0, 3.0, 30.0]
+
+
+# --------------------------------------------------------------------------- differing schemas
+
+
+def _two_files(tmp_path, later_extra):
+    """Two Parquet files of one dataset; the second has one more column ``later_extra``."""
+    frame = synthetic_transactions(2, 10, seed=1)
+    d = tmp_path / "in"
+    d.mkdir()
+    frame.iloc[:10].to_parquet(d / "a.parquet", index=False)
+    second = frame.iloc[10:].copy()
+    second["extra"] = later_extra
+    second.to_parquet(d / "b.parquet", index=False)
+    return d, frame
+
+
+@pytest.mark.parametrize("how", ["directory", "glob", "distributed"])
+def test_a_column_only_a_later_file_has_is_kept_with_nulls(tmp_path, how):
+    """One rule for files, directories, globs and the distributed job: every column of
+    any file, nulls where a file lacks it."""
+    from gpu_targets import distributed
+    from gpu_targets.io import read_transactions
+
+    d, frame = _two_files(tmp_path, later_extra="x")
+    src = {"directory": d, "glob": str(d / "*.parquet"), "distributed": d}[how]
+    if how == "distributed":
+        out = read_transactions(distributed.generate(src, CONFIG_DT, tmp_path / "out", backend="cpu"))
+        out = out.sort_values(["user_id", "timestamp"], kind="stable")
+    else:
+        out = read_transactions(src)
+    assert "extra" in out.columns and len(out) == len(frame)
+    assert out["extra"].isna().sum() == 10 and (out["extra"] == "x").sum() == 10
+
+
+@pytest.mark.parametrize("how", ["directory", "glob", "distributed"])
+def test_columns_whose_types_do_not_unify_name_both_files(tmp_path, how):
+    from gpu_targets import distributed
+    from gpu_targets.io import read_transactions
+    from gpu_targets.transactions import DataError
+
+    d, _ = _two_files(tmp_path, later_extra=1.5)
+    first = pd.read_parquet(d / "a.parquet")
+    first["extra"] = [b"bytes"] * len(first)  # binary vs double: no common type
+    first.to_parquet(d / "a.parquet", index=False)
+    src = {"directory": d, "glob": str(d / "*.parquet"), "distributed": d}[how]
+    with pytest.raises(DataError, match=r"b\.parquet.*a\.parquet"):
+        if how == "distributed":
+            distributed.generate(src, CONFIG_DT, tmp_path / "out", backend="cpu")
+        else:
+            read_transactions(src)
