@@ -235,3 +235,58 @@ def test_columns_whose_types_do_not_unify_name_both_files(tmp_path, how):
             distributed.generate(src, CONFIG_DT, tmp_path / "out", backend="cpu")
         else:
             read_transactions(src)
+
+
+# --------------------------------------------------------------------------- config validation
+
+
+_WINDOW = {"period": "day", "mode": "expanding"}
+
+
+@pytest.mark.parametrize("target, key", [
+    ({"name": "abc\n", "agg": "sum", "window": _WINDOW}, "name"),  # $ matched before the newline
+    ({"name": "ok", "agg": "sum", "window": {"duration": "\u0667d", "mode": "trailing"}}, "duration"),  # Arabic-Indic 7
+    ({"name": "ok", "agg": "sum", "window": {"duration": "\uff17d", "mode": "trailing"}}, "duration"),  # fullwidth 7
+    ({"name": "ok", "agg": "sum", "window": {"duration": "16000w", "mode": "forward"}}, "duration"),  # > int64 ns
+    ({"name": "ok", "agg": "sum", "window": {"duration": "36501d", "mode": "forward"}}, "duration"),
+    ({"name": "ok", "agg": "topk", "k": 10**9, "window": _WINDOW}, "k"),  # 10^9 column names
+    ({"name": "ok", "agg": "topk", "k": 1001, "window": _WINDOW}, "k"),
+])
+def test_values_outside_the_stated_limits_are_config_errors(target, key):
+    from gpu_targets import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=key):
+        load_config({"targets": [target]})
+
+
+def test_limits_themselves_are_accepted():
+    from gpu_targets import load_config
+
+    cfg = load_config({"targets": [{"name": "a", "agg": "topk", "k": 1000, "window": _WINDOW},
+                                   {"name": "b", "agg": "sum", "window": {"duration": "36500d", "mode": "forward"}}]})
+    assert len(cfg.output_columns) == 1001
+
+
+@pytest.mark.parametrize("text", [
+    "targets:\n- {name: a, agg: sum, window: {period: day, mode: expanding}, agg: count}\n",
+    "timezone: UTC\ntimezone: Europe/Moscow\ntargets:\n- {name: a, agg: sum, window: {period: day, mode: expanding}}\n",
+])
+def test_a_key_given_twice_is_rejected_not_silently_replaced(text, tmp_path):
+    from gpu_targets import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"c\.yaml line \d+: .*duplicate key"):
+        load_config(path)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2 and "duplicate key" in result.output
+
+
+def test_configs_load_with_the_c_yaml_loader_when_there():
+    import yaml
+
+    from gpu_targets.spec import _strict_loader
+
+    if yaml.__with_libyaml__:
+        assert issubclass(_strict_loader(), yaml.CSafeLoader)
+    assert issubclass(_strict_loader(), getattr(yaml, "CSafeLoader", yaml.SafeLoader))

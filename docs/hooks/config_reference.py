@@ -57,7 +57,7 @@ MEANINGS = {
     (Target, "name"): "Output column name (`topk`: `name_1` .. `name_k`). Unique across the config, "
     "matching `[A-Za-z_][A-Za-z0-9_]*`, and not the name of an input column.",
     (Target, "agg"): "Aggregation of the values V(i) in the window (table below).",
-    (Target, "k"): "Number of largest values kept by `topk` (k >= 1); only with `agg: topk`.",
+    (Target, "k"): "Number of largest values kept by `topk` (1 <= k <= 1000, one output column each); only with `agg: topk`.",
     (Target, "mcc"): "Filter: only transactions with one of these MCCs (integers 0..9999; one integer is a "
     "one-element list). Omitted: every MCC, null included.",
     (Target, "sign"): "Filter on the sign of the amount, before `abs`: `negative` (amount < 0, e.g. debits), "
