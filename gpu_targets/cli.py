@@ -15,7 +15,9 @@ written to a temporary name and renamed when complete.
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -49,14 +51,32 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP (``docker stop``, a closed terminal), raised where the program is,
+    so that every ``finally``/``except BaseException`` (temporary outputs) runs as on Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated(signum)
+
+
 class _Command(click.Group):
     """A group whose errors are one line on stderr (no usage block, no traceback)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, _raise_terminated)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _Terminated as err:
+            _fail(f"terminated by {signal.Signals(err.signum).name}; nothing was written", 128 + err.signum)
         except click.Abort:
             _fail("interrupted", 130)
         except _NO_ARGS_IS_HELP as err:

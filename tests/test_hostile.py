@@ -290,3 +290,37 @@ def test_configs_load_with_the_c_yaml_loader_when_there():
     if yaml.__with_libyaml__:
         assert issubclass(_strict_loader(), yaml.CSafeLoader)
     assert issubclass(_strict_loader(), getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_mid_write_leave_no_temporary_file(inputs, sig):
+    """What `docker stop` sends: handled as Ctrl-C is, the half-written temporary output is
+    removed and the exit code is 128 + the signal's number."""
+    import signal
+    import subprocess
+    import sys
+
+    code = f"""
+import os, signal, sys, time
+from gpu_targets import cli, io
+
+def write_then_get_killed(table, path):
+    with io.replacing(path) as tmp:
+        tmp.write_bytes(b"half a file")
+        os.kill(os.getpid(), signal.{sig})
+        time.sleep(30)
+
+cli.write_table = write_then_get_killed
+sys.argv = ["gpu-targets", "generate", {str(inputs / "in.parquet")!r}, "-c", {str(CONFIG_DT)!r},
+            "-o", {str(inputs / "out.parquet")!r}, "--no-progress", "--backend", "cpu"]
+cli.main()
+"""
+    before = _snapshot(inputs)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 128 + getattr(signal, sig), proc.stderr
+    assert f"terminated by {sig}" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert _snapshot(inputs) == before
+    assert not [p for p in inputs.iterdir() if ".tmp-" in p.name or p.name == "out.parquet"]
