@@ -43,11 +43,14 @@ def _sdsj2016(frame: pd.DataFrame) -> pd.DataFrame:
 
     _require(frame, ["customer_id", "tr_datetime", "mcc_code", "amount"], "sdsj2016")
     raw = pa.array(frame["tr_datetime"].astype("string"), type=pa.string())
-    parts = pc.extract_regex(raw, r"^\s*(?P<d>\d+) (?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})\s*$")
+    # hours 0..23, minutes 0..59, seconds 0..60 (the data has a leap-second-like :60)
+    parts = pc.extract_regex(
+        raw, r"^\s*(?P<d>[0-9]+) (?P<h>[01]?[0-9]|2[0-3]):(?P<m>[0-5][0-9]):(?P<s>[0-5][0-9]|60)\s*$")
     bad = pc.and_(pc.is_null(parts), pc.is_valid(raw)).to_numpy(zero_copy_only=False)
     if bad.any():
         rows = np.flatnonzero(bad)[:5].tolist()
-        raise DataError(f"column 'tr_datetime' is not '<day> HH:MM:SS' in {int(bad.sum())} rows (first rows: {rows})")
+        raise DataError(f"column 'tr_datetime' is not '<day> HH:MM:SS' (hours 0-23, minutes 0-59, seconds 0-60) "
+                        f"in {int(bad.sum())} rows (first rows: {rows})")
     d, h, m, sec = (pc.cast(pc.struct_field(parts, k), pa.int64()) for k in "dhms")
     seconds = pc.add(pc.add(pc.multiply(d, 86400), pc.multiply(h, 3600)), pc.add(pc.multiply(m, 60), sec))
     if seconds.null_count:

@@ -180,6 +180,17 @@ def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.n
             )
         v = s.to_numpy().astype(np.int64, copy=False) if not _may_hold_nulls(s) else s.to_numpy(dtype=np.int64, na_value=_NAT)
         return v, _UNIT_NS[time_unit]
+    if pd.api.types.is_float_dtype(dt) and time_unit is not None:
+        # integers read as floats because a cell is empty (CSV, pandas): NaN is a null time
+        f = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = ~np.isnan(f)
+        bad = ok & ((f != np.floor(f)) | (np.abs(f) >= 2.0**63))
+        if bad.any():
+            raise DataError(f"column {name!r} (time) holds numbers that are not integers (first rows: "
+                            f"{_first_rows(bad)}); with time_unit, times are integer ticks")
+        v = np.where(ok, f, 0.0).astype(np.int64)
+        v[~ok] = _NAT
+        return v, _UNIT_NS[time_unit]
     if pd.api.types.is_string_dtype(dt) or dt == object:
         try:
             parsed = pd.to_datetime(s, utc=True, format="ISO8601")

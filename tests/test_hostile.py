@@ -324,3 +324,42 @@ cli.main()
     assert f"terminated by {sig}" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert _snapshot(inputs) == before
     assert not [p for p in inputs.iterdir() if ".tmp-" in p.name or p.name == "out.parquet"]
+
+
+# --------------------------------------------------------------------------- nulls in integer times
+
+
+def test_integer_times_with_an_empty_cell_drop_that_row(tmp_path):
+    """A CSV (or pandas) integer time column with an empty cell arrives as float64: with
+    time_unit, NaN is a null time (dropped under on_invalid: drop), other values must be
+    integers."""
+    import gpu_targets
+    from gpu_targets.transactions import DataError
+
+    (tmp_path / "in.csv").write_text("user_id,timestamp,amount,mcc\n1,0,1.0,5411\n1,,2.0,5411\n1,2,3.0,5411\n")
+    cfg = {"time_unit": "D", "on_invalid": "drop",
+           "targets": [{"name": "s", "agg": "sum", "window": {"period": "day", "mode": "expanding"}}]}
+    frame = pd.read_csv(tmp_path / "in.csv")
+    assert frame["timestamp"].dtype == "float64"
+    out = gpu_targets.generate(frame, cfg, backend="cpu")
+    assert out["s"].tolist() == [1.0, 3.0] and out["amount"].tolist() == [1.0, 3.0]
+    with pytest.raises(DataError, match="null"):
+        gpu_targets.generate(frame, {**cfg, "on_invalid": "error"}, backend="cpu")
+    frame.loc[2, "timestamp"] = 2.5
+    with pytest.raises(DataError, match=r"not integers \(first rows: 2\)"):
+        gpu_targets.generate(frame, cfg, backend="cpu")
+
+
+@pytest.mark.parametrize("bad", ["0 99:99:99", "3 24:00:00", "3 10:60:00", "3 10:00:61"])
+def test_sdsj2016_times_outside_the_clock_are_refused(bad):
+    import gpu_targets
+    from gpu_targets.transactions import DataError
+
+    frame = pd.DataFrame({"customer_id": [1, 1], "tr_datetime": ["0 10:00:00", bad], "mcc_code": [5411, 5411],
+                          "amount": [-1.0, -2.0]})
+    cfg = {"format": "sdsj2016", "targets": [{"name": "s", "agg": "sum", "window": {"period": "day",
+                                                                                    "mode": "expanding"}}]}
+    with pytest.raises(DataError, match=r"tr_datetime.*first rows: \[1\]"):
+        gpu_targets.generate(frame, cfg, backend="cpu")
+    frame.loc[1, "tr_datetime"] = "0 23:59:60"  # the data's own :60 stays accepted
+    assert len(gpu_targets.generate(frame, cfg, backend="cpu")) == 2
