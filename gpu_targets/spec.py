@@ -62,6 +62,8 @@ _NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_DURATION_NS = 36_500 * 86_400 * 10**9
 #: Largest ``k`` of a top-k target (one output column per place).
 MAX_K = 1_000
+#: Distinct ``(mcc, sign)`` filters one config may use (the engines' one 64-bit filter word).
+MAX_FILTERS = 64
 _DURATION_ALLOWED = "a positive integer followed by s, min, h, d or w (90s, 30min, 12h, 7d, 2w), at most 36500d"
 
 
@@ -280,6 +282,20 @@ class Config(_Model):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{v!r} is not an IANA time zone name (e.g. UTC, Europe/Moscow)") from None
         return v
+
+    @model_validator(mode="after")
+    def _filters_fit(self) -> "Config":
+        filters: dict[tuple, int] = {}
+        for i, t in enumerate(self.targets):
+            key = (t.mcc_codes, t.sign)
+            if key not in filters:
+                if len(filters) == MAX_FILTERS:
+                    raise _KeyProblem(
+                        f"targets[{i}]",
+                        f"target {t.name!r} needs a distinct mcc/sign filter beyond the {MAX_FILTERS} a config may "
+                        f"use (targets[0..{i - 1}] use {MAX_FILTERS}); split the config in two")
+                filters[key] = i
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":

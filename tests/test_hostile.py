@@ -363,3 +363,16 @@ def test_sdsj2016_times_outside_the_clock_are_refused(bad):
         gpu_targets.generate(frame, cfg, backend="cpu")
     frame.loc[1, "tr_datetime"] = "0 23:59:60"  # the data's own :60 stays accepted
     assert len(gpu_targets.generate(frame, cfg, backend="cpu")) == 2
+
+
+def test_more_filters_than_the_engines_hold_is_a_config_error_naming_the_target():
+    from gpu_targets import ConfigError, load_config
+    from gpu_targets.spec import MAX_FILTERS
+
+    targets = [{"name": f"t{i}", "agg": "sum", "mcc": [1000 + i], "window": _WINDOW} for i in range(MAX_FILTERS)]
+    load_config({"targets": targets})  # 64 fit
+    targets.append({"name": "one_too_many", "agg": "sum", "mcc": [9999], "window": _WINDOW})
+    with pytest.raises(ConfigError, match=r"targets\[64\].*one_too_many.*split the config"):
+        load_config({"targets": targets})
+    targets[-1]["mcc"] = [1000]  # a filter already in use: fine
+    load_config({"targets": targets})

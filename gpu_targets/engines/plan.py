@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..calendar import PERIOD_CODES
-from ..spec import Config
+from ..spec import MAX_FILTERS, Config
 
 # window kinds
 EXPANDING, FULL, NEXT, TRAILING, FORWARD = range(5)
@@ -22,7 +22,6 @@ WINDOW_CODES = {"expanding": EXPANDING, "full": FULL, "next": NEXT, "trailing": 
 COUNT, SUM, MEAN, MIN, MAX, STD, ANY, TOPK = range(8)
 AGG_CODES = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "std": STD, "any": ANY, "topk": TOPK}
 
-MAX_FILTERS = 64
 N_MCC = 10000
 
 
