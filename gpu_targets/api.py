@@ -38,10 +38,54 @@ def compute_targets(
     cfg = load_config(config)
     roles, role_cfg = to_roles(transactions, cfg)
     tx = extract(roles, role_cfg)
+    check_time_range(tx, cfg, role_cfg.columns.time)
     if tx.kept_rows is not None:
         log.warning("on_invalid: drop dropped %d rows with a null user or time", len(roles) - len(tx))
     engine = engines.get(engines.resolve(backend))
     return engine.compute(tx, cfg, progress), tx.kept_rows, cfg
+
+
+#: The times every engine computes with: 1678-01-01 to 2261-12-31 UTC (inside
+#: datetime64[ns], whose ends are 1677-09-21 and 2262-04-11, with room for time-zone
+#: offsets and calendar arithmetic).
+TIME_MIN_NS = int(np.datetime64("1678-01-01", "ns").astype(np.int64))
+TIME_MAX_NS = int(np.datetime64("2262-01-01", "ns").astype(np.int64)) - 1
+
+
+def check_time_range(tx, config: Config, column: str) -> None:
+    """Refuse times the engines cannot compute with exactly.
+
+    Every time (ns since 1970, UTC) must lie in 1678-01-01 .. 2261-12-31, and the
+    window edges ``t - D`` (trailing) and ``t + D`` (forward) of every duration target
+    must stay inside int64 nanoseconds.
+
+    Raises
+    ------
+    DataError
+        Naming the column, the offending time and, for a window edge, the target.
+    """
+    from .transactions import DataError
+
+    t = tx.time_ns
+    valid = t != np.iinfo(np.int64).min  # NaT: null times (dropped or reported elsewhere)
+    if not valid.any():
+        return
+    lo, hi = int(t[valid].min()), int(t[valid].max())
+    for edge, bad in (("first", lo < TIME_MIN_NS), ("last", hi > TIME_MAX_NS)):
+        if bad:
+            when = np.datetime64(lo if edge == "first" else hi, "ns")
+            raise DataError(f"column {column!r} (time): the {edge} time {when} lies outside 1678-01-01 .. 2261-12-31, "
+                            "the range the engines compute in (int64 nanoseconds)")
+    int64 = np.iinfo(np.int64)
+    for target in config.targets:
+        w = target.window
+        if w.duration is None:
+            continue
+        d = w.duration_ns
+        if (w.mode == "trailing" and lo - d < int64.min) or (w.mode == "forward" and hi + d > int64.max):
+            when = np.datetime64(lo if w.mode == "trailing" else hi, "ns")
+            raise DataError(f"column {column!r} (time): the {w.duration} {w.mode} window of target {target.name!r} "
+                            f"from {when} leaves the int64 nanosecond range; use a shorter window")
 
 
 def generate(

@@ -376,3 +376,54 @@ def test_more_filters_than_the_engines_hold_is_a_config_error_naming_the_target(
         load_config({"targets": targets})
     targets[-1]["mcc"] = [1000]  # a filter already in use: fine
     load_config({"targets": targets})
+
+
+# --------------------------------------------------------------------------- time limits
+
+
+@pytest.mark.parametrize("start", ["1677-09-21 00:30:00", "2262-04-10 12:00:00", "1677-12-31 23:00:00",
+                                   "2262-01-01 00:00:00"])
+@pytest.mark.parametrize("tz", ["UTC", "Pacific/Kiritimati"])
+def test_times_outside_1678_2261_are_a_data_error_naming_the_column(start, tz):
+    """They gave garbage on cpu (a 1 h trailing sum of [1, 2] gave [-2, 0]; two days merged
+    near 2262): the promised DataError instead, under any time zone."""
+    import gpu_targets
+    from gpu_targets.transactions import DataError
+
+    frame = pd.DataFrame({"user_id": [1, 1], "ts": pd.to_datetime([start, start]) + pd.to_timedelta([0, 1], "s"),
+                          "amount": [1.0, 2.0], "mcc": [5411, 5411]})
+    cfg = {"columns": {"time": "ts"}, "timezone": tz, "targets": [
+        {"name": "h", "agg": "sum", "window": {"duration": "1h", "mode": "trailing"}},
+        {"name": "d", "agg": "count", "window": {"period": "day", "mode": "expanding"}}]}
+    for backend in ("reference", "cpu"):
+        with pytest.raises(DataError, match=r"column 'ts' \(time\).*1678-01-01 \.\. 2261-12-31"):
+            gpu_targets.generate(frame, cfg, backend=backend)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_times_at_the_edges_of_the_range_are_computed_exactly(tz):
+    import gpu_targets
+
+    times = pd.to_datetime(["1678-01-01 00:00:00", "1678-01-01 00:30:00", "1678-01-02 00:10:00",
+                            "2261-12-30 23:00:00", "2261-12-31 23:30:00", "2261-12-31 23:59:59"])
+    frame = pd.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "timestamp": times, "amount": [1.0, 2.0, 4.0, 1.0, 2.0, 4.0],
+                          "mcc": [5411] * 6})
+    cfg = {"timezone": tz, "targets": [
+        {"name": "h", "agg": "sum", "window": {"duration": "1h", "mode": "trailing"}},
+        {"name": "f", "agg": "sum", "window": {"duration": "1h", "mode": "forward"}},
+        {"name": "d", "agg": "count", "window": {"period": "day", "mode": "expanding"}}]}
+    ref = gpu_targets.generate(frame, cfg, backend="reference")
+    got = gpu_targets.generate(frame, cfg, backend="cpu")
+    assert ref["h"].tolist() == [1.0, 3.0, 4.0, 1.0, 2.0, 6.0]
+    assert ref["f"].tolist() == [2.0, 0.0, 0.0, 0.0, 4.0, 0.0]
+    pd.testing.assert_frame_equal(got, ref)
+
+
+def test_a_window_edge_beyond_int64_names_the_target():
+    import gpu_targets
+    from gpu_targets.transactions import DataError
+
+    frame = pd.DataFrame({"user_id": [1], "timestamp": pd.to_datetime(["1700-01-01"]), "amount": [1.0], "mcc": [1]})
+    cfg = {"targets": [{"name": "century", "agg": "sum", "window": {"duration": "36500d", "mode": "trailing"}}]}
+    with pytest.raises(DataError, match="36500d trailing window of target 'century'"):
+        gpu_targets.generate(frame, cfg, backend="cpu")
