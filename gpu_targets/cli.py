@@ -46,7 +46,14 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+#: Longest error line printed (a message quoting a huge value is cut there).
+_MAX_ERROR = 500
+
+
 def _fail(message: str, code: int) -> None:
+    message = _one_line(message)
+    if len(message) > _MAX_ERROR:
+        message = message[:_MAX_ERROR] + f"... ({len(message):,} characters)"
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 

@@ -67,6 +67,19 @@ MAX_FILTERS = 64
 _DURATION_ALLOWED = "a positive integer followed by s, min, h, d or w (90s, 30min, 12h, 7d, 2w), at most 36500d"
 
 
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` of at most about ``limit`` characters, without building the whole
+    repr first (a YAML alias bomb expands to billions of elements)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = r.maxlong = limit
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 8
+    r.maxlevel = 3
+    text = r.repr(value)
+    return text if len(text) <= limit + 20 else text[:limit] + "...'"
+
+
 class ConfigError(ValueError):
     """A config that breaks SPEC.md section 4.
 
@@ -116,13 +129,13 @@ def parse_duration(text: str) -> int:
     """
     m = _DURATION_RE.match(text) if isinstance(text, str) else None
     if m is None:
-        raise ValueError(f"{text!r} is not a duration")
+        raise ValueError(f"{_short(text)} is not a duration")
     value = int(m.group(1))
     if value <= 0:
-        raise ValueError(f"{text!r} is not a positive duration")
+        raise ValueError(f"{_short(text)} is not a positive duration")
     ns = value * DURATION_UNITS_NS[m.group(2)]
     if ns > MAX_DURATION_NS:
-        raise ValueError(f"{text!r} is longer than the longest duration window, 36500d (100 years)")
+        raise ValueError(f"{_short(text)} is longer than the longest duration window, 36500d (100 years)")
     return ns
 
 
@@ -209,7 +222,7 @@ class Target(_Model):
     @classmethod
     def _check_name(cls, v: str) -> str:
         if not _NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a valid column name ([A-Za-z_][A-Za-z0-9_]*)")
+            raise ValueError(f"{_short(v)} is not a valid column name ([A-Za-z_][A-Za-z0-9_]*)")
         return v
 
     @field_validator("mcc")
@@ -279,8 +292,8 @@ class Config(_Model):
 
         try:
             zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not an IANA time zone name (e.g. UTC, Europe/Moscow)") from None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
+            raise ValueError(f"{_short(v)} is not an IANA time zone name (e.g. UTC, Europe/Moscow)") from None
         return v
 
     @model_validator(mode="after")
@@ -366,7 +379,7 @@ def _target_label(raw: Any, loc: tuple) -> str:
         except (KeyError, IndexError, TypeError, AttributeError):
             name = None
         if isinstance(name, str):
-            return f" (target {name!r})"
+            return f" (target {_short(name, 60)})"
     return ""
 
 
@@ -396,9 +409,9 @@ def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
         msg = "required key is missing"
         value = None
     elif etype == "extra_forbidden":
-        msg = f"unknown key (value {value!r}){hint}"
+        msg = f"unknown key (value {_short(value)}){hint}"
     elif not isinstance(value, dict):
-        msg = f"{msg} (got {value!r})"
+        msg = f"{msg} (got {_short(value)})"
     key = str(loc[-1]) if loc else ""
     allowed = _ALLOWED_BY_KEY.get(key, "") if etype != "extra_forbidden" else ""
     problem = e.get("ctx", {}).get("error")
@@ -481,7 +494,13 @@ def _read_yaml(source: Union[str, os.PathLike]) -> Any:
         path = Path(source)
         if not path.is_file():
             raise ConfigError("", f"config file {str(path)!r} not found")
-        text, where = path.read_text(encoding="utf-8"), str(path)
+        try:
+            text, where = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as err:
+            raise ConfigError("", f"config file {str(path)!r} is not UTF-8 text (byte {err.start}: "
+                                  f"{err.object[err.start:err.start + 1]!r})") from None
+        except OSError as err:
+            raise ConfigError("", f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
     else:
         text, where = str(source), "<string>"
     try:

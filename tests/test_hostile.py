@@ -427,3 +427,40 @@ def test_a_window_edge_beyond_int64_names_the_target():
     cfg = {"targets": [{"name": "century", "agg": "sum", "window": {"duration": "36500d", "mode": "trailing"}}]}
     with pytest.raises(DataError, match="36500d trailing window of target 'century'"):
         gpu_targets.generate(frame, cfg, backend="cpu")
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+BOMB = """a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+targets:
+- {name: *h, agg: sum, window: {period: day, mode: expanding}}
+"""
+
+
+@pytest.mark.parametrize("text", [
+    BOMB,  # billion laughs: a 9^8-element name
+    "targets:\n- {name: " + "n" * 100_000 + "x-, agg: sum, window: {period: day, mode: expanding}}\n",
+    "targets:\n- {name: a, agg: sum, window: {duration: " + "9" * 50_000 + "q, mode: trailing}}\n",
+    "timezone: " + "Z" * 100_000 + "\ntargets:\n- {name: a, agg: sum, window: {period: day, mode: expanding}}\n",
+])
+def test_a_huge_bad_value_gives_a_short_one_line_error(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert len(result.output) < 600 and len(result.output.strip().splitlines()) == 1, result.output[:800]
+
+
+def test_a_config_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("targets:\n- {name: caf\xe9, agg: sum, window: {period: day, mode: expanding}}\n".encode("latin-1"))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2 and "latin1.yaml" in result.output and "UTF-8" in result.output, result.output
