@@ -464,3 +464,20 @@ def test_a_config_that_is_not_utf8_names_the_file(tmp_path):
     path.write_bytes("targets:\n- {name: caf\xe9, agg: sum, window: {period: day, mode: expanding}}\n".encode("latin-1"))
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 2 and "latin1.yaml" in result.output and "UTF-8" in result.output, result.output
+
+
+@pytest.mark.parametrize("duration", ["36500d", "5214w", "876000h"])
+def test_the_reference_is_right_for_the_longest_durations(duration):
+    """The oracle overflowed int64 on long windows (a 14000w forward window gave 0); at
+    the longest durations allowed it agrees with hand-computed values and with cpu."""
+    import gpu_targets
+
+    times = pd.to_datetime(["1780-01-01", "1800-01-01", "1879-11-01", "1950-01-01", "2150-01-01"])
+    frame = pd.DataFrame({"user_id": [1] * 5, "timestamp": times, "amount": [1.0, 2.0, 4.0, 8.0, 16.0],
+                          "mcc": [5411] * 5})
+    cfg = {"targets": [{"name": "f", "agg": "sum", "window": {"duration": duration, "mode": "forward"}},
+                       {"name": "t", "agg": "sum", "window": {"duration": duration, "mode": "trailing"}}]}
+    ref = gpu_targets.generate(frame, cfg, backend="reference")
+    assert ref["f"].tolist() == [6.0, 4.0, 8.0, 0.0, 0.0]  # ~100 years ahead, (t, t + D]
+    assert ref["t"].tolist() == [1.0, 3.0, 7.0, 12.0, 16.0]  # (t - D, t]
+    pd.testing.assert_frame_equal(gpu_targets.generate(frame, cfg, backend="cpu"), ref)
