@@ -318,6 +318,14 @@ def _targets_of_partition(part, config: Config, backend: str, meta: pd.DataFrame
     if len(part) == 0:
         return meta
     cols = config.columns
+    if config.format == "generic" and config.on_invalid == "error":
+        # name the *input* rows (the global positions), not the partition's
+        for c in (cols.user, cols.time):
+            null = part[c].isna() if c in part.columns else None
+            if null is not None and bool(null.any()):
+                rows = sorted(int(r) for r in part[ROW][null].to_numpy())[:5]
+                raise DataError(f"column {c!r} has {int(null.sum())} null values in this partition (input rows: "
+                                f"{', '.join(map(str, rows))}); set on_invalid: drop to drop them")
     if config.format == "generic" and part[cols.time].dtype.kind in "Miu":
         part = part.sort_values([cols.user, cols.time, ROW]).reset_index(drop=True)
     else:

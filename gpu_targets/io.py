@@ -266,7 +266,10 @@ def write_table(table: pa.Table, path: PathLike) -> None:
     # (it made writing 2.4x slower and the file larger on seed20 output)
     dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
     with replacing(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
+        try:
+            pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
+        except OSError as err:  # a full disk, a quota, an I/O error: name the output
+            raise OSError(err.errno, f"cannot write {os.fspath(path)!r}: {err.strerror or _one_line(err)}") from None
 
 
 def _one_line(err: BaseException) -> str:

@@ -481,3 +481,37 @@ def test_the_reference_is_right_for_the_longest_durations(duration):
     assert ref["f"].tolist() == [6.0, 4.0, 8.0, 0.0, 0.0]  # ~100 years ahead, (t, t + D]
     assert ref["t"].tolist() == [1.0, 3.0, 7.0, 12.0, 16.0]  # (t - D, t]
     pd.testing.assert_frame_equal(gpu_targets.generate(frame, cfg, backend="cpu"), ref)
+
+
+def test_a_full_disk_names_the_output_and_leaves_nothing(inputs, monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    def full(table, where, **kwargs):
+        Path(where).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    out = inputs / "out.parquet"
+    result = CliRunner().invoke(main, ["generate", str(inputs / "in.parquet"), "-c", str(CONFIG_DT), "-o", str(out),
+                                       "--no-progress", "--backend", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "out.parquet" in result.output and "No space left" in result.output
+    assert not [p for p in inputs.iterdir() if ".tmp-" in p.name or p.name == "out.parquet"]
+
+
+def test_distributed_null_user_error_names_the_input_rows(tmp_path):
+    """It named partition positions (998, 999 for input rows 3 and 500)."""
+    from gpu_targets import distributed
+    from gpu_targets.transactions import DataError
+
+    frame = synthetic_transactions(20, 40, seed=4, shuffle=True)
+    frame["user_id"] = frame["user_id"].astype("float64")
+    frame.loc[[3, 500], "user_id"] = float("nan")
+    (tmp_path / "in").mkdir()
+    for i in range(4):
+        frame.iloc[i * 200:(i + 1) * 200].to_parquet(tmp_path / "in" / f"p{i}.parquet", index=False)
+    with pytest.raises(DataError, match=r"column 'user_id' has \d+ null values .*input rows: (3|500)\b"):
+        distributed.generate(tmp_path / "in", CONFIG_DT, tmp_path / "out", backend="cpu", partition_rows=300)
+    assert not (tmp_path / "out").exists()
