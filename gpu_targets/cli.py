@@ -250,8 +250,16 @@ def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, 
         n = len(client.scheduler_info().get("workers", {}))
         click.echo(f"dashboard: {client.dashboard_link} ({n} workers)", err=True)
         show = not no_progress and sys.stderr.isatty()
-        job.generate(input_path, cfg, output, client=client, backend=backend,
-                     partitioned_by_user=partitioned_by_user, progress=show)
+        from distributed import KilledWorker
+
+        try:
+            job.generate(input_path, cfg, output, client=client, backend=backend,
+                         partitioned_by_user=partitioned_by_user, progress=show)
+        except KilledWorker as err:  # workers kept dying on the same task: one line, exit 1
+            task = err.args[0] if err.args else "?"
+            raise click.ClickException(
+                f"the job stopped: every Dask worker that ran task {str(task)[:80]!r} died (out of memory or "
+                "killed); give the workers more memory or use fewer per machine; nothing was written") from None
     finally:
         client.close()
         if cluster is not None:

@@ -515,3 +515,19 @@ def test_distributed_null_user_error_names_the_input_rows(tmp_path):
     with pytest.raises(DataError, match=r"column 'user_id' has \d+ null values .*input rows: (3|500)\b"):
         distributed.generate(tmp_path / "in", CONFIG_DT, tmp_path / "out", backend="cpu", partition_rows=300)
     assert not (tmp_path / "out").exists()
+
+
+def test_workers_that_keep_dying_end_the_job_with_one_line(inputs, monkeypatch):
+    from distributed import KilledWorker
+
+    from gpu_targets import distributed
+
+    def dies(*args, **kwargs):
+        raise KilledWorker("('targets-of-partition', 3)", None, 3)
+
+    monkeypatch.setattr(distributed, "generate", dies)
+    result = CliRunner().invoke(main, ["generate", str(inputs / "in.parquet"), "-c", str(CONFIG_DT), "-o",
+                                       str(inputs / "out"), "--scheduler", "local", "--workers", "1", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "died" in errors[0] and "Traceback" not in result.output
