@@ -223,7 +223,7 @@ def _inspect(files: list[Path], root: Optional[Path]):
 
         partitions = ds.dataset(root, format="parquet", partitioning="hive").partitioning
         keys = [f for f in (partitions.schema if partitions is not None else []) if f.name not in schema.names]
-        schema = pa.schema(list(schema) + keys)
+        schema = pa.schema(list(schema) + [_decoded(f) for f in keys])  # keys are appended as plain values
     return infos, schema
 
 
@@ -269,7 +269,7 @@ def _read_unit(unit, schema: pa.Schema) -> pd.DataFrame:
             field = schema.field(name)
             typ = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
             table = table.append_column(name, pa.array([value] * table.num_rows).cast(typ))
-        frame = _to_pandas(conform(table, pa.schema([_decoded(f) for f in schema])))
+        frame = _to_pandas(conform(table, schema), nullable_integers=True)
         frame[ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
         frames.append(frame)
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -341,10 +341,13 @@ def _targets_of_partition(part, config: Config, backend: str, meta: pd.DataFrame
     return generate_targets(part.drop(columns=[ROW]), config, backend=backend)
 
 
-def _write_part(frame: pd.DataFrame, directory: Path, partition_info=None) -> pd.Series:
+def _write_part(frame: pd.DataFrame, directory: Path, schema: Optional[pa.Schema] = None,
+                partition_info=None) -> pd.Series:
     """Write one partition as ``part.NNNNN.parquet`` (as :func:`gpu_targets.io.write_parquet`
     does: zstd, no dictionary for float columns), atomically: a rerun after a lost worker
-    replaces the file. Returns its row count."""
+    replaces the file. With ``schema`` (the input's unified schema plus the float32
+    targets) every column is written back with the input's own Arrow type (partitions
+    hold integers as pandas' nullable integers, so they stay exact). Returns its row count."""
     from .io import write_parquet
 
     number = partition_info["number"] if partition_info is not None else 0
@@ -354,7 +357,14 @@ def _write_part(frame: pd.DataFrame, directory: Path, partition_info=None) -> pd
         frame.to_parquet(tmp, compression="zstd", index=False)
         os.replace(tmp, path)
         return pd.Series([len(frame)], dtype=np.int64)
-    write_parquet(frame, path)
+    if schema is None:
+        write_parquet(frame, path)
+    else:  # the input's own Arrow types (dates, decimals, exact integers...), then the targets
+        from .io import write_table
+
+        # the input's schema metadata, not pandas' description of this partition's frame
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        write_table(table.replace_schema_metadata(schema.metadata), path)
     return pd.Series([len(frame)], dtype=np.int64)
 
 
@@ -609,7 +619,7 @@ def generate(
 
     from .io import _to_pandas
 
-    in_meta = _to_pandas(schema.empty_table())
+    in_meta = _to_pandas(schema.empty_table(), nullable_integers=True)
     in_meta[ROW] = np.zeros(0, dtype=np.int64)
     out_meta = in_meta.drop(columns=[ROW])
     for name in cfg.output_columns:
@@ -636,7 +646,9 @@ def generate(
                 _targets_of_partition, cfg, backend_used, out_meta, meta=out_meta, enforce_metadata=False,
             )
             tmp.mkdir()
-            job = result.map_partitions(_write_part, tmp, meta=pd.Series([], dtype=np.int64), enforce_metadata=False)
+            out_schema = pa.schema(list(schema) + [pa.field(n, pa.float32()) for n in cfg.output_columns])
+            job = result.map_partitions(_write_part, tmp, out_schema, meta=pd.Series([], dtype=np.int64),
+                                        enforce_metadata=False)
             job = job.sum()
             if client is not None:
                 client.register_plugin(_release_memory_plugin())

@@ -238,10 +238,17 @@ def _find_bad_parquet(directory: Path) -> Optional[DataError]:
     return None
 
 
-def _to_pandas(table: pa.Table, *, exact_integers: bool = False) -> pd.DataFrame:
+def _to_pandas(table: pa.Table, *, exact_integers: bool = False, nullable_integers: bool = False) -> pd.DataFrame:
     """Arrow to pandas; dictionary-encoded columns (hive partition keys) are decoded to
     their value type. ``exact_integers``: integer columns holding nulls become pandas'
-    nullable integers (``Int64``...) instead of float64, so ids above 2^53 stay exact."""
+    nullable integers (``Int64``...) instead of float64, so ids above 2^53 stay exact;
+    ``nullable_integers``: every integer column does (one dtype per column whatever a
+    piece holds, as a Dask frame's partitions need)."""
+    if nullable_integers:
+        for i, field in enumerate(table.schema):
+            if pa.types.is_dictionary(field.type):
+                table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+        return table.to_pandas(date_as_object=False, types_mapper=_NULLABLE_INTEGERS.get)
     for i, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
