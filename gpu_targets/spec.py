@@ -77,6 +77,8 @@ def _short(value: Any, limit: int = 200) -> str:
     r.maxlist = r.maxtuple = r.maxdict = r.maxset = 8
     r.maxlevel = 3
     text = r.repr(value)
+    if "..." not in text and len(text) <= limit:  # small: the plain repr (reprlib sorts dict keys)
+        return repr(value)
     return text if len(text) <= limit + 20 else text[:limit] + "...'"
 
 
