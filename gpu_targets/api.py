@@ -66,11 +66,14 @@ def check_time_range(tx, config: Config, column: str) -> None:
     """
     from .transactions import DataError
 
-    t = tx.time_ns
-    valid = t != np.iinfo(np.int64).min  # NaT: null times (dropped or reported elsewhere)
-    if not valid.any():
-        return
-    lo, hi = int(t[valid].min()), int(t[valid].max())
+    if tx.time_bounds is not None:  # found by extract's own pass over the times
+        lo, hi = (int(b) * tx.time_factor for b in tx.time_bounds)
+    else:
+        t = tx.time
+        valid = t != np.iinfo(np.int64).min  # NaT: null times (dropped or reported elsewhere)
+        if not valid.any():
+            return
+        lo, hi = int(t[valid].min()) * tx.time_factor, int(t[valid].max()) * tx.time_factor
     for edge, bad in (("first", lo < TIME_MIN_NS), ("last", hi > TIME_MAX_NS)):
         if bad:
             when = np.datetime64(lo if edge == "first" else hi, "ns")

@@ -61,6 +61,8 @@ class Transactions:
         True when the rows are known to come grouped by user in increasing ``user``
         order with non-decreasing times (found by the same pass that checks the times;
         False means "not known", and the engines look again).
+    time_bounds : (int, int) or None
+        Smallest and largest tick of ``time`` when known (found by the same pass).
     """
 
     user: np.ndarray
@@ -71,6 +73,7 @@ class Transactions:
     user_is_code: bool = False
     time_factor: int = 1
     ordered: bool = False
+    time_bounds: Optional[tuple] = None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -202,15 +205,17 @@ def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.n
     )
 
 
-def _check_ticks(user: np.ndarray, v: np.ndarray, factor: int, name: str) -> tuple[int, bool]:
-    """Check that ticks * factor fits int64 ns; (number of nulls, grouped and sorted)."""
+def _check_ticks(user: np.ndarray, v: np.ndarray, factor: int, name: str) -> tuple[int, bool, Optional[tuple]]:
+    """Check that ticks * factor fits int64 ns; (number of nulls, grouped and sorted,
+    (min, max) of the non-null ticks or None)."""
     if len(v) == 0:
-        return 0, True
+        return 0, True, None
     lo, hi, n_nat, ordered = _scan_user_time(_readonly(user), _readonly(v), _NAT)
     lim = _INT64_MAX // factor
     if n_nat < len(v) and (hi > lim or lo < -lim):
         raise DataError(f"column {name!r} (time) has values outside the int64 nanosecond range (years 1678-2261)")
-    return int(n_nat), bool(ordered) and n_nat == 0
+    bounds = (int(lo), int(hi)) if n_nat < len(v) else None
+    return int(n_nat), bool(ordered) and n_nat == 0, bounds
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -281,7 +286,7 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
     user_s, time_s = frame[cols.user], frame[cols.time]
     user, user_is_code = _user_array(user_s, cols.user)
     time, time_factor = _time_array(time_s, cols.time, config.time_unit)
-    n_null_time, ordered = _check_ticks(user, time, time_factor, cols.time)
+    n_null_time, ordered, bounds = _check_ticks(user, time, time_factor, cols.time)
     amount = _amount_array(frame[cols.amount], cols.amount)
     mcc = _mcc_array(frame[cols.mcc], cols.mcc)
 
@@ -313,6 +318,7 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
         user_is_code,
         time_factor,
         ordered,
+        bounds if kept is None else None,
     )
 
 
