@@ -345,7 +345,9 @@ def test_default_partition_rows(client):
 
     One snapshot of the scheduler's view: a worker's memory metric moves with every
     heartbeat, so two reads of it can differ (a fresh-clone CI run saw 9469201 vs 9472421)."""
-    info = client.scheduler_info(n_workers=-1)
+    import copy
+
+    info = copy.deepcopy(client.scheduler_info(n_workers=-1))  # the client updates its dict in place
 
     class Snapshot:
         def scheduler_info(self, **kwargs):
