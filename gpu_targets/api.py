@@ -183,13 +183,17 @@ def generate_table(table, config, *, backend: str = "auto", progress=None):
     clash = [c for c in cfg.output_columns if c in table.column_names]
     if clash:
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
-    roles = _to_pandas(table.select([c for c in source_columns(cfg) if c in table.column_names]),
-                       exact_integers=True)
+    missing = [c for c in source_columns(cfg) if c not in table.column_names]
+    if missing:  # named against the input's own columns, not the selected ones
+        have = ", ".join(map(str, table.column_names[:12]))
+        raise DataError(f"input has no column {missing[0]!r} (columns: {have})")
+    roles = _to_pandas(table.select(source_columns(cfg)), exact_integers=True)
     values, kept, cfg = compute_targets(roles, cfg, backend=backend, progress=progress)
     if kept is not None:
         table = table.take(pa.array(kept))
     for name, column in zip(cfg.output_columns, values):
-        table = table.append_column(pa.field(name, pa.float32()), pa.array(column))
+        # NaN (an empty window's default fill) is written as null, as the pandas path writes it
+        table = table.append_column(pa.field(name, pa.float32()), pa.array(column, from_pandas=True))
     return table
 
 

@@ -77,9 +77,12 @@ class _Command(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                signal.signal(sig, _raise_terminated)
+            for name in ("SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+                sig = getattr(signal, name, None)
+                if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:  # not under nohup (SIG_IGN)
+                    previous[sig] = signal.signal(sig, _raise_terminated)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _Terminated as err:
@@ -98,6 +101,11 @@ class _Command(click.Group):
             _fail(_one_line(err) or type(err).__name__, 2)
         except ImportError as err:  # an engine's optional dependency; the message names the extra
             _fail(_one_line(err) or type(err).__name__, 1)
+        except MemoryError as err:  # workers paused for good (distributed): one line
+            _fail(_one_line(err) or "out of memory", 1)
+        finally:
+            for sig, handler in previous.items():  # leave a host process (tests, notebooks) as it was
+                signal.signal(sig, handler)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -191,7 +199,7 @@ def generate(
     if workers is not None or partitioned_by_user:
         raise click.UsageError("--workers and --partitioned-by-user need --scheduler")
     backend_used = engines.resolve(backend)
-    check_output_path(output, [input_path])
+    check_output_path(output, [input_path, config_path])
 
     t0 = time.perf_counter()
     table = read_table(input_path)

@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import engines
+from .io import OUTPUT_MARKER
 from .spec import Config, load_config
 from .transactions import DataError
 
@@ -218,12 +219,11 @@ def _inspect(files: list[Path], root: Optional[Path]):
     # the single-machine read's rule: columns of every file, types unified, nulls where missing
     schema = unified_schema(schemas, files)
     if root is not None:
-        # partition columns as pyarrow infers them for the single-machine read
-        import pyarrow.dataset as ds
+        # partition columns as the single-machine read types them
+        from .io import hive_key_schema
 
-        partitions = ds.dataset(root, format="parquet", partitioning="hive").partitioning
-        keys = [f for f in (partitions.schema if partitions is not None else []) if f.name not in schema.names]
-        schema = pa.schema(list(schema) + [_decoded(f) for f in keys])  # keys are appended as plain values
+        keys = [f for f in hive_key_schema(root, files) if f.name not in schema.names]
+        schema = pa.schema(list(schema) + keys)  # keys are appended as plain values
     return infos, schema
 
 
@@ -266,6 +266,8 @@ def _read_unit(unit, schema: pa.Schema) -> pd.DataFrame:
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"cannot read {str(path)!r} as parquet: {' '.join(str(err).split())}") from None
         for name, value in keys.items():
+            if name in table.column_names:  # the file's own column wins, as in the single-machine read
+                continue
             field = schema.field(name)
             typ = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
             table = table.append_column(name, pa.array([value] * table.num_rows).cast(typ))
@@ -369,14 +371,22 @@ def _write_part(frame: pd.DataFrame, directory: Path, schema: Optional[pa.Schema
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``; an existing ``final`` directory is removed only after."""
+    """Move ``tmp`` to ``final``; an existing ``final`` directory (checked again: still an
+    earlier output) is removed only after, and put back if the move fails."""
+    from .io import check_output_path
+
+    (tmp / OUTPUT_MARKER).write_text("written by gpu-targets generate --scheduler; replaced by the next run\n")
     old = None
     if final.exists():
-        if not final.is_dir():
-            raise IsADirectoryError(f"output path {str(final)!r} is a file; the distributed output is a directory")
+        check_output_path(final, directory=True)  # files added meanwhile are never deleted
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -630,6 +640,7 @@ def generate(
     # partitions on the GPU: cuDF frames that stay there (shuffle, compute, write)
     on_gpu = backend_used == "cuda" and importlib.util.find_spec("dask_cudf") is not None
 
+    future = None
     tmp = (final.parent / f".{final.name}.tmp-{os.getpid()}").resolve()
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -663,6 +674,9 @@ def generate(
         log.info("distributed: wrote %d rows to %s", written, final)
         _replace_dir(tmp, final)
     except BaseException:
+        if future is not None:  # no task of this job may still write into tmp
+            with contextlib.suppress(Exception):
+                client.cancel(future)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final

@@ -35,8 +35,18 @@ _FORMATS = ("parquet", "csv")
 _GLOB_CHARS = frozenset("*?[")
 
 
-#: A part file of the distributed job's output directory.
-_PART_FILE = re.compile(r"part\.\d+\.parquet")
+#: A part file of the distributed job's output directory (five digits: Dask's own
+#: ``to_parquet`` writes ``part.0.parquet``, which is not ours).
+_PART_FILE = re.compile(r"part\.\d{5}\.parquet")
+#: The file every distributed output directory holds, so that only such a directory is
+#: ever replaced (a leading ``_``: dataset readers skip it).
+OUTPUT_MARKER = "_gpu_targets_output"
+
+
+def is_earlier_output(directory: Path) -> bool:
+    """True when ``directory`` holds the marker and nothing but part files besides it."""
+    names = [c.name for c in directory.iterdir()]
+    return OUTPUT_MARKER in names and all(n == OUTPUT_MARKER or _PART_FILE.fullmatch(n) for n in names)
 
 
 def read_transactions(path: PathLike, *, file_format: Optional[str] = None) -> pd.DataFrame:
@@ -140,7 +150,10 @@ def unified_schema(schemas: list[pa.Schema], names: list) -> pa.Schema:
     unified = schemas[0]
     for i in range(1, len(schemas)):
         try:
-            unified = pa.unify_schemas([unified, schemas[i]], promote_options="permissive")
+            try:
+                unified = pa.unify_schemas([unified, schemas[i]], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. dictionary<string> beside string
+                unified = pa.unify_schemas([_plain(unified), _plain(schemas[i])], promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
             for j in range(i):
                 try:
@@ -150,6 +163,12 @@ def unified_schema(schemas: list[pa.Schema], names: list) -> pa.Schema:
             raise DataError(f"{str(names[i])!r} and {str(names[j])!r} hold columns of types that do not unify: "
                             f"{_one_line(err)}") from None
     return unified
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with dictionary columns as their value type."""
+    return pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema],
+                     metadata=schema.metadata)
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -172,7 +191,13 @@ def _read_files(paths: list[Path], file_format: Optional[str]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     schema = unified_schema([t.schema for t in tables], paths)
-    return pa.concat_tables([conform(t, schema) for t in tables])
+    conformed = []
+    for p, t in zip(paths, tables):
+        try:
+            conformed.append(conform(t, schema))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataError(f"{str(p)!r} has values that do not fit the columns' unified types: {_one_line(err)}") from None
+    return pa.concat_tables(conformed)
 
 
 def _read_one(path: Path, file_format: str) -> pa.Table:
@@ -196,6 +221,25 @@ def _dataset_files(directory: Path) -> list[Path]:
     )
 
 
+def hive_key_schema(directory: Path, files: list[Path]) -> pa.Schema:
+    """The ``key=value`` sub-directory columns of a dataset, typed as pyarrow's hive
+    discovery types them: int32 when every value is an integer, else string."""
+    values: dict[str, list[str]] = {}
+    for f in files:
+        for part in f.relative_to(directory).parts[:-1]:
+            if "=" in part:
+                k, v = part.split("=", 1)
+                values.setdefault(k, []).append(v)
+
+    def is_int(v: str) -> bool:
+        try:
+            return -(2**31) <= int(v) < 2**31
+        except ValueError:
+            return False
+
+    return pa.schema([(k, pa.int32() if all(is_int(v) for v in vs) else pa.string()) for k, vs in values.items()])
+
+
 def _read_parquet_dir(directory: Path) -> pa.Table:
     """A directory of Parquet files (``key=value`` sub-directories as columns), files in
     sorted path order, their schemas unified as for a glob (:func:`unified_schema`)."""
@@ -213,8 +257,7 @@ def _read_parquet_dir(directory: Path) -> pa.Table:
             raise DataError(f"cannot read {str(f)!r} in dataset {str(directory)!r}: {_one_line(err)}") from None
     schema = unified_schema(schemas, files)
     try:
-        partitions = ds.dataset(directory, format="parquet", partitioning="hive").partitioning
-        keys = [f for f in (partitions.schema if partitions is not None else []) if f.name not in schema.names]
+        keys = [f for f in hive_key_schema(directory, files) if f.name not in schema.names]
         dataset = ds.dataset([str(f) for f in files], schema=pa.schema(list(schema) + keys), format="parquet",
                              partitioning=ds.HivePartitioning(pa.schema(keys)) if keys else None,
                              partition_base_dir=str(directory))
@@ -276,7 +319,7 @@ def write_table(table: pa.Table, path: PathLike) -> None:
         try:
             pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
         except OSError as err:  # a full disk, a quota, an I/O error: name the output
-            raise OSError(err.errno, f"cannot write {os.fspath(path)!r}: {err.strerror or _one_line(err)}") from None
+            raise OSError(f"cannot write {os.fspath(path)!r}: {err.strerror or _one_line(err)}") from None
 
 
 def _one_line(err: BaseException) -> str:
@@ -284,17 +327,29 @@ def _one_line(err: BaseException) -> str:
 
 
 def _input_paths(inputs) -> list[Path]:
-    """The resolved paths an input names: the file or directory itself, or every file a
-    glob pattern matches (and the pattern's fixed directory part)."""
+    """The resolved paths an input names: the file or directory itself and, for a
+    directory, each of its data files (which may be links to elsewhere), or every file a
+    glob pattern matches."""
     out = []
     for item in inputs:
         text = os.fspath(item)
         p = Path(text)
-        if p.exists():
+        if p.is_dir():
+            out.append(p.resolve())
+            out.extend(f.resolve() for f in _dataset_files(p))
+        elif p.exists():
             out.append(p.resolve())
         elif set("*?[") & set(text):
             out.extend(Path(m).resolve() for m in glob.glob(text))
     return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file by device and inode (a bind mount, a case-insensitive file system)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def check_output_path(path: PathLike, inputs=(), *, directory: bool = False) -> Path:
@@ -312,8 +367,9 @@ def check_output_path(path: PathLike, inputs=(), *, directory: bool = False) -> 
         output may not be an input, lie inside an input directory, or contain an input.
     directory : bool
         The output is a directory (the distributed job's): an existing one may be
-        replaced only when it holds nothing but ``part.NNNNN.parquet`` files (an earlier
-        output), so files the job did not create are never deleted.
+        replaced only when it is empty or an earlier output (the ``_gpu_targets_output``
+        marker and ``part.NNNNN.parquet`` files only), so files the job did not create
+        are never deleted.
 
     Returns
     -------
@@ -328,25 +384,26 @@ def check_output_path(path: PathLike, inputs=(), *, directory: bool = False) -> 
     FileExistsError
         ``path`` is, contains or lies inside an input; it exists and is not a regular
         file (a device such as ``/dev/full``, a FIFO, a socket); or, with ``directory``,
-        an existing directory holds other files than an earlier output's.
+        an existing directory is not empty and not an earlier output.
     """
     final = Path(path)
     if not final.parent.is_dir():
         raise FileNotFoundError(f"output directory {str(final.parent)!r} does not exist")
-    resolved = final.resolve()
+    try:
+        resolved = final.resolve()
+    except (RuntimeError, OSError) as err:  # a symbolic link loop
+        raise FileExistsError(f"output path {str(final)!r} cannot be resolved: {_one_line(err)}") from None
     for src in _input_paths(inputs):
-        if resolved == src or src in resolved.parents or resolved in src.parents:
+        if resolved == src or src in resolved.parents or resolved in src.parents or _same_file(resolved, src):
             relation = "is" if resolved == src else ("lies inside" if src in resolved.parents else "contains")
             raise FileExistsError(f"output path {str(final)!r} {relation} the input {str(src)!r}; "
                                   "write the output somewhere else (inputs are never overwritten)")
     if directory:
         if final.exists() and not final.is_dir():
             raise IsADirectoryError(f"output path {str(final)!r} is a file; the distributed output is a directory")
-        if final.is_dir():
-            foreign = [c.name for c in final.iterdir() if not _PART_FILE.fullmatch(c.name)]
-            if foreign:
-                raise FileExistsError(f"output directory {str(final)!r} holds {foreign[0]!r}, which gpu-targets did "
-                                      "not write; choose a new path (only an earlier output is replaced)")
+        if final.is_dir() and any(final.iterdir()) and not is_earlier_output(final):
+            raise FileExistsError(f"output directory {str(final)!r} is not an earlier gpu-targets output (no "
+                                  f"{OUTPUT_MARKER} beside part files only); choose a new path")
         return final
     if final.is_dir():
         raise IsADirectoryError(f"output path {str(final)!r} is a directory")

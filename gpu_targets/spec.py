@@ -473,10 +473,18 @@ def _strict_loader():
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; flatten_mapping handles it
+                    continue
                 key = self.construct_object(key_node, deep=True)
-                if key != "<<" and key in seen:
+                try:
+                    duplicate = key in seen
+                except TypeError:  # a list or mapping as a key
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (a key may be given once)", key_node.start_mark)
+                        None, None, f"a key must be a plain value, not {type(key).__name__}", key_node.start_mark
+                    ) from None
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_short(key, 60)} (a key may be given once)", key_node.start_mark)
                 seen.add(key)
             return super().construct_mapping(node, deep)
 

@@ -61,6 +61,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from . import engines
 from .engines.cpu import group_users
+from .api import check_time_range
 from .formats import to_roles
 from .spec import Config, load_config
 from .transactions import Transactions, extract
@@ -331,6 +332,7 @@ def _role_arrays(frame: pd.DataFrame, config: Config, stored_targets: bool = Fal
         frame = frame.drop(columns=names)
     roles, role_config = to_roles(frame, config)
     tx = extract(roles, role_config)
+    check_time_range(tx, config, role_config.columns.time)
     order, offsets = group_users(tx)
     user_col = roles[role_config.columns.user].to_numpy()
     if tx.kept_rows is not None:

@@ -82,8 +82,14 @@ def test_distributed_output_directory_with_foreign_files_is_not_replaced(inputs)
     (out / "notes.txt").write_text("mine")
     result = CliRunner().invoke(main, ["generate", str(inputs / "in.parquet"), "-c", str(CONFIG_DT), "-o", str(out),
                                        "--scheduler", "local", "--no-progress"])
-    assert result.exit_code == 2 and "notes.txt" in result.output, result.output
+    assert result.exit_code == 2 and "not an earlier gpu-targets output" in result.output, result.output
     assert (out / "notes.txt").read_text() == "mine"
+    # a Dask dataset (part.0.parquet) is not ours either
+    (out / "notes.txt").unlink()
+    pd.DataFrame({"a": [1]}).to_parquet(out / "part.0.parquet")
+    result = CliRunner().invoke(main, ["generate", str(inputs / "in.parquet"), "-c", str(CONFIG_DT), "-o", str(out),
+                                       "--scheduler", "local", "--no-progress"])
+    assert result.exit_code == 2 and (out / "part.0.parquet").exists()
 
 
 def test_python_api_refuses_too(inputs):
@@ -552,3 +558,105 @@ def test_distributed_job_carries_every_column_unchanged(tmp_path):
     want = stored.sort_by([("user_id", "ascending"), ("timestamp", "ascending")])
     assert got.schema.equals(want.schema), (got.schema, want.schema)
     assert got.equals(want)
+
+
+# --------------------------------------------------------------------------- review cases
+
+
+def test_an_input_reached_through_a_link_inside_a_directory_is_not_overwritten(tmp_path):
+    frame = synthetic_transactions(2, 10, seed=0)
+    (tmp_path / "real").mkdir()
+    frame.to_parquet(tmp_path / "real" / "data.parquet", index=False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.parquet").symlink_to(tmp_path / "real" / "data.parquet")
+    before = _snapshot(tmp_path / "real")
+    result = CliRunner().invoke(main, ["generate", str(tmp_path / "d"), "-c", str(CONFIG_DT), "-o",
+                                       str(tmp_path / "real" / "data.parquet"), "--no-progress"])
+    assert result.exit_code == 2 and "input" in result.output, result.output
+    assert _snapshot(tmp_path / "real") == before
+
+
+def test_the_config_file_is_an_input_too(tmp_path, inputs):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG_DT.read_text())
+    result = CliRunner().invoke(main, ["generate", str(inputs / "in.parquet"), "-c", str(cfg), "-o", str(cfg),
+                                       "--no-progress"])
+    assert result.exit_code == 2 and cfg.read_text() == CONFIG_DT.read_text()
+
+
+def test_yaml_merge_keys_work_and_a_list_key_is_one_line(tmp_path):
+    from gpu_targets import ConfigError, load_config
+
+    merged = ("base: &b {agg: sum, window: {period: day, mode: expanding}}\n"
+              "targets:\n- {<<: *b, name: t1}\n- {<<: *b, name: t2, agg: count}\n")
+    cfg = load_config(_without_unknown(merged))
+    assert [t.agg for t in cfg.targets] == ["sum", "count"]
+    path = tmp_path / "c.yaml"
+    path.write_text("targets:\n- {[1, 2]: 3}\n")
+    with pytest.raises(ConfigError, match="key must be a plain value"):
+        load_config(path)
+
+
+def _without_unknown(text: str) -> dict:
+    """The YAML loaded by the project's loader, minus the anchor-holding helper key."""
+    import yaml
+
+    from gpu_targets.spec import _strict_loader
+
+    raw = yaml.load(text, Loader=_strict_loader())  # noqa: S506
+    raw.pop("base")
+    return raw
+
+
+def test_a_dictionary_column_beside_a_plain_one_unifies(tmp_path):
+    from gpu_targets.io import read_transactions
+
+    frame = synthetic_transactions(2, 10, seed=0)
+    (tmp_path / "d").mkdir()
+    a, b = frame.iloc[:10].copy(), frame.iloc[10:].copy()
+    a["note"] = pd.Categorical(["x"] * len(a))
+    b["note"] = ["y"] * len(b)
+    a.to_parquet(tmp_path / "d" / "a.parquet", index=False)
+    b.to_parquet(tmp_path / "d" / "b.parquet", index=False)
+    out = read_transactions(tmp_path / "d")
+    assert out["note"].tolist() == ["x"] * 10 + ["y"] * 10
+
+
+def test_a_hive_key_that_is_also_a_column_of_the_file(tmp_path):
+    from gpu_targets import distributed
+    from gpu_targets.io import read_transactions
+
+    frame = synthetic_transactions(2, 10, seed=0)
+    frame["k"] = 7
+    (tmp_path / "d" / "k=1").mkdir(parents=True)
+    frame.to_parquet(tmp_path / "d" / "k=1" / "a.parquet", index=False)
+    single = read_transactions(tmp_path / "d")
+    out = read_transactions(distributed.generate(tmp_path / "d", CONFIG_DT, tmp_path / "out", backend="cpu"))
+    assert sorted(out["k"].unique().tolist()) == sorted(single["k"].unique().tolist())
+
+
+def test_empty_windows_filled_with_nan_are_written_as_null(inputs, tmp_path):
+    import pyarrow.parquet as pq
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"targets": [{"name": "m", "agg": "mean", "mcc": [1], "fill": "nan",
+                                                "window": {"period": "day", "mode": "expanding"}}]}))
+    result = CliRunner().invoke(main, ["generate", str(inputs / "in.parquet"), "-c", str(cfg), "-o",
+                                       str(tmp_path / "o.parquet"), "--no-progress", "--backend", "cpu"])
+    assert result.exit_code == 0, result.output
+    column = pq.read_table(tmp_path / "o.parquet").column("m")
+    assert column.null_count == len(column)
+
+
+def test_signal_handlers_respect_nohup_and_are_restored(inputs):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        CliRunner().invoke(main, ["validate", str(CONFIG_DT)])
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    assert signal.getsignal(signal.SIGTERM) is before
