@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpu_targets.cli import main
 from gpu_targets.datasets import synthetic_transactions
@@ -660,3 +662,73 @@ def test_signal_handlers_respect_nohup_and_are_restored(inputs):
     finally:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# --------------------------------------------------------------------------- extreme amounts
+
+
+def _sliding(amounts, agg, duration="2s", mode="trailing", backend="cpu"):
+    import gpu_targets
+
+    frame = pd.DataFrame({"user_id": 1, "timestamp": np.arange(len(amounts)), "amount": amounts, "mcc": 5411})
+    cfg = {"time_unit": "s", "targets": [{"name": "x", "agg": agg, "fill": "nan",
+                                          "window": {"duration": duration, "mode": mode}}]}
+    return gpu_targets.generate(frame, cfg, backend=backend)["x"].to_numpy(np.float64)
+
+
+import numpy as np  # noqa: E402
+
+
+@pytest.mark.parametrize("big", [1e16, 1e20, 1e150, 1e300])
+def test_a_huge_amount_leaves_no_trace_in_later_std(big):
+    """One amount of 1e16 or more corrupted every later std of the user (1.0 instead of
+    1.291; 0.0 for 1e20..1e150)."""
+    amounts = [big, 1.0, 2.0, 3.0, 4.0]  # 2 s trailing: the last windows are [2, 3], [3, 4]
+    for backend in ("reference", "cpu"):
+        got = _sliding(amounts, "std", backend=backend)
+        np.testing.assert_allclose(got[2:], [0.7071067811865476] * 3, rtol=1e-6)
+
+
+def test_infinities_follow_ieee_and_leave_no_trace():
+    """One inf made every later sliding sum NaN and std 0 for good."""
+    inf = float("inf")
+    amounts = [1.0, inf, 2.0, 3.0, -inf, 5.0, 6.0, 7.0]
+    want_sum = [1.0, inf, inf, 5.0, -inf, -inf, 11.0, 13.0]
+    for backend in ("reference", "cpu"):
+        np.testing.assert_array_equal(_sliding(amounts, "sum", backend=backend), want_sum)
+        std = _sliding(amounts, "std", backend=backend)
+        assert np.isnan(std[1:3]).all() and np.isnan(std[4:6]).all()
+        np.testing.assert_allclose(std[[3, 6, 7]], [0.7071067811865476] * 3, rtol=1e-6)
+        mean = _sliding(amounts, "mean", backend=backend)
+        np.testing.assert_allclose(mean[[0, 3, 6, 7]], [1.0, 2.5, 5.5, 6.5])
+    mixed = _sliding([inf, -inf, 1.0], "sum", duration="3s")
+    assert np.isnan(mixed[1]) and np.isnan(mixed[2])
+
+
+def test_sums_near_the_float64_limit():
+    """Two amounts of 1e308 made every later sum NaN; math.fsum raised OverflowError in
+    the oracle. Sums that overflow only on the way (1e308 + 1e308 - 1e308 - 1e308 + 5)
+    are exact; sums whose exact value is beyond float64 are +-inf."""
+    amounts = [1e308, 1e308, -1e308, -1e308, 5.0, 1.0, 2.0]
+    for backend in ("reference", "cpu"):
+        s = _sliding(amounts, "sum", duration="5s", backend=backend)
+        assert np.isinf(s[1]) and s[4] == 5.0  # 2e308 is beyond float64; the five cancel to 5
+        assert _sliding(amounts, "mean", duration="5s", backend=backend)[4] == 1.0
+        np.testing.assert_array_equal(_sliding(amounts, "sum", duration="2s", backend=backend)[5:], [6.0, 3.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(-1e6, 1e6), st.sampled_from([1e16, -1e20, 1e150, 1e300, -1e300,
+                                                                      float("inf"), -float("inf"), 0.0])),
+                       min_size=2, max_size=25),
+       duration=st.sampled_from(["1s", "3s", "6s"]), mode=st.sampled_from(["trailing", "forward"]))
+def test_extreme_amounts_match_the_reference(values, duration, mode):
+    """Random huge and infinite amounts: cpu equals the oracle (SPEC tolerance on finite
+    values; the same infinities and NaNs)."""
+    for agg in ("sum", "mean", "std"):
+        ref = _sliding(values, agg, duration, mode, backend="reference")
+        got = _sliding(values, agg, duration, mode, backend="cpu")
+        special = ~np.isfinite(ref)
+        np.testing.assert_array_equal(got[special], ref[special], err_msg=f"{agg} {duration} {mode}")
+        tol = (1e-4 if agg == "std" else 1e-5) * np.maximum(1.0, np.abs(ref[~special]))
+        assert (np.abs(got[~special] - ref[~special]) <= tol).all(), (agg, duration, mode, got, ref)

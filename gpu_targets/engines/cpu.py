@@ -44,6 +44,8 @@ kernels read-only, so each kernel has one signature.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from llvmlite import ir
@@ -56,12 +58,15 @@ from ..calendar import local_wall_clock_ns, period_index, period_of_day
 from ..spec import Config
 from ..transactions import Transactions
 from .elementwise import (
+    compensated_add,
     dd_add,
     dd_add_dd,
+    finish_direct_sum,
     moments_result,
-    compensated_add,
     row_filter_bits,
     sample_std,
+    std_is_trusted,
+    sum_is_trusted,
     two_prod,
 )
 from .plan import ANY, COUNT, EXPANDING, FULL, MAX, MEAN, MIN, NEXT, STD, SUM, TOPK, TRAILING, Plan, compile_plan
@@ -1154,10 +1159,61 @@ def _sliding_moments(vv, nv, absf, lo, hi, agg, fill, dst):
     for i in range(m):
         a, b = lo[i], hi[i]
         total = (ps[b] - ps[a]) + (pc[b] - pc[a])
+        if not sum_is_trusted(total, ps[a], ps[b]):  # a huge or non-finite value in the prefixes
+            total = _direct_sum(vv, a, b, absf)
         if agg == SUM:
             dst[i] = total
         else:
             dst[i] = total / (b - a) if b > a else fill
+
+
+@njit(cache=True)
+def _direct_sum(vv, a, b, absf):
+    """sum(vv[a:b]) by compensated summation, straight from the values (no prefix):
+    exact to float64 rounding, IEEE for infinities, and an overflow on the way that the
+    exact sum does not have is avoided by a second pass scaled by 1/4."""
+    s = 0.0
+    c = 0.0
+    qs = 0.0
+    qc = 0.0
+    n_pos = 0
+    n_neg = 0
+    for j in range(a, b):
+        x = abs(vv[j]) if absf else vv[j]
+        if x == np.inf:
+            n_pos += 1
+        elif x == -np.inf:
+            n_neg += 1
+        else:
+            s, c = compensated_add(s, c, x)
+            qs, qc = compensated_add(qs, qc, x * 0.25)
+    return finish_direct_sum(s, c, qs, qc, n_pos, n_neg)
+
+
+@njit(cache=True)
+def _direct_std(vv, a, b, absf):
+    """Sample std (ddof = 1) of vv[a:b] by two passes over values scaled by their largest
+    magnitude (no overflow of x^2); NaN when the window holds an infinity (IEEE)."""
+    n = b - a
+    scale = 0.0
+    for j in range(a, b):
+        scale = max(scale, abs(vv[j]))
+    if not (scale - scale == 0.0):
+        return np.nan
+    if scale == 0.0:
+        return 0.0
+    s = 0.0
+    c = 0.0
+    for j in range(a, b):
+        x = (abs(vv[j]) if absf else vv[j]) / scale
+        s, c = compensated_add(s, c, x)
+    mean = (s + c) / n
+    s = 0.0
+    c = 0.0
+    for j in range(a, b):
+        d = (abs(vv[j]) if absf else vv[j]) / scale - mean
+        s, c = compensated_add(s, c, d * d)
+    return scale * math.sqrt((s + c) / (n - 1))
 
 
 @njit(cache=True)
@@ -1187,6 +1243,8 @@ def _sliding_std(vv, nv, absf, lo, hi, fill, dst):
                 w1h, w1l = dd_add_dd(s1h[b], s1l[b], -s1h[a], -s1l[a])
                 w2h, w2l = dd_add_dd(s2h[b], s2l[b], -s2h[a], -s2l[a])
                 v = sample_std(n, w1h, w1l, w2h, w2l)
+                if not std_is_trusted(n, v, s1h[a], s1h[b], s2h[a], s2h[b]):
+                    v = _direct_std(vv, a, b, absf)  # a huge or non-finite value in the prefixes
             else:
                 v = fill
             last_a, last_b = a, b

@@ -123,3 +123,56 @@ def moments_result(agg, cnt, s1h, s1l, s2h, s2l, fill):
     if agg == STD:
         return sample_std(cnt, s1h, s1l, s2h, s2l) if cnt >= 2 else fill
     return fill
+
+
+#: Relative error bound of a compensated or double-double prefix per unit of its
+#: magnitude, over up to ~10^6 rows (n * 2^-106 for double-double; n^2 eps^2 for the
+#: Neumaier pair): a window value from prefix differences is trusted only when this
+#: times the prefixes' magnitude is negligible against the value (SPEC.md 2.2 tolerance).
+PREFIX_ERROR = 1e-26
+
+
+@register_jitable
+def sum_is_trusted(total, pa, pb):
+    """True when a window sum taken as a difference of prefixes ``pa``, ``pb`` is finite
+    and its rounding error (PREFIX_ERROR * max |prefix|) is below 1e-9 * max(1, |sum|).
+
+    A huge value that entered the prefixes earlier (1e16 and up) or a non-finite one
+    (inf, an overflow of 1e308 + 1e308) makes later differences untrustworthy: the engine
+    then sums that window directly, so a value that left the window leaves no trace.
+    """
+    if not (total - total == 0.0 and pa - pa == 0.0 and pb - pb == 0.0):  # inf or NaN
+        return False
+    return PREFIX_ERROR * max(abs(pa), abs(pb)) <= 1e-9 * max(1.0, abs(total))
+
+
+@register_jitable
+def std_is_trusted(n, std, s1a, s1b, s2a, s2b):
+    """True when a window std from prefix sums of x (``s1``) and x^2 (``s2``) is finite
+    and its error, at most sqrt(err(M2) / (n - 1)) with err(M2) from PREFIX_ERROR times
+    the prefixes' magnitude, is below 1e-7 * max(1, std)."""
+    if not (std - std == 0.0 and s1a - s1a == 0.0 and s1b - s1b == 0.0 and s2a - s2a == 0.0
+            and s2b - s2b == 0.0):  # an inf or NaN (max() would skip a NaN)
+        return False
+    m1 = max(abs(s1a), abs(s1b))
+    err = PREFIX_ERROR * (max(abs(s2a), abs(s2b)) + 2.0 * m1 * m1 / n)
+    if not (err - err == 0.0):
+        return False
+    return math.sqrt(err / (n - 1)) <= 1e-7 * max(1.0, std)
+
+
+@register_jitable
+def finish_direct_sum(s, c, scaled_s, scaled_c, n_pos_inf, n_neg_inf):
+    """A window's sum from two compensated passes over its finite values, plain and
+    times 1/4, and its counts of +inf and -inf (kept out of the passes, where they would
+    turn the compensation into NaN): IEEE for infinities (inf + -inf is NaN); else the
+    plain sum unless it overflowed (an exact sum beyond the float64 range is +-inf, one
+    that only overflowed on the way, 1e308 + 1e308 - 1e308, is 1e308)."""
+    if n_pos_inf > 0 or n_neg_inf > 0:
+        if n_pos_inf > 0 and n_neg_inf > 0:
+            return math.nan
+        return math.inf if n_pos_inf > 0 else -math.inf
+    total = s + c
+    if total - total == 0.0:
+        return total
+    return (scaled_s + scaled_c) * 4.0

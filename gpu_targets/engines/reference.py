@@ -72,6 +72,38 @@ def _passes_filters(target: Target, amount: np.ndarray, mcc: np.ndarray) -> np.n
     return ok
 
 
+def _exact_sum(values: np.ndarray) -> float:
+    """The float64 rounding of the exact sum: IEEE for infinities (inf + -inf is NaN),
+    +-inf when the exact sum is beyond the float64 range (``math.fsum`` would raise)."""
+    pos, neg = bool(np.isposinf(values).any()), bool(np.isneginf(values).any())
+    if pos or neg:
+        return math.nan if pos and neg else (math.inf if pos else -math.inf)
+    try:
+        return math.fsum(values)
+    except OverflowError:  # exact sum = 4 * fsum(x / 4) (scaling by 1/4 is exact); +-inf beyond float64
+        return math.fsum(values * 0.25) * 4.0
+
+
+def _exact_mean(values: np.ndarray) -> float:
+    total = _exact_sum(values)
+    if math.isinf(total) and np.isfinite(values).all():  # the sum overflows, the mean need not
+        return math.fsum(values * 0.25) / len(values) * 4.0
+    return total / len(values)
+
+
+def _sample_std(values: np.ndarray) -> float:
+    """Two-pass sample std (ddof = 1) of values scaled by their largest magnitude (no
+    overflow of the squares); NaN with an infinity (IEEE)."""
+    scale = float(np.max(np.abs(values)))
+    if not math.isfinite(scale):
+        return math.nan
+    if scale == 0.0:
+        return 0.0
+    v = values / scale
+    mean = math.fsum(v) / len(v)
+    return scale * math.sqrt(math.fsum((v - mean) ** 2) / (len(v) - 1))
+
+
 def _aggregate(target: Target, values: np.ndarray) -> list[float]:
     """The aggregation table of SPEC.md 2.2 over V(i), in float64."""
     n, fill = len(values), target.fill
@@ -79,7 +111,7 @@ def _aggregate(target: Target, values: np.ndarray) -> list[float]:
     if agg == "count":
         return [float(n)]
     if agg == "sum":
-        return [math.fsum(values)]
+        return [_exact_sum(values)]
     if agg == "any":
         return [1.0 if n else 0.0]
     if agg == "topk":
@@ -88,7 +120,7 @@ def _aggregate(target: Target, values: np.ndarray) -> list[float]:
     if n == 0:
         return [fill]
     if agg == "mean":
-        return [math.fsum(values) / n]
+        return [_exact_mean(values)]
     if agg == "min":
         return [float(values.min())]
     if agg == "max":
@@ -96,8 +128,7 @@ def _aggregate(target: Target, values: np.ndarray) -> list[float]:
     # std, ddof = 1, two-pass
     if n < 2:
         return [fill]
-    mean = math.fsum(values) / n
-    return [math.sqrt(math.fsum((values - mean) ** 2) / (n - 1))]
+    return [_sample_std(values)]
 
 
 def compute(tx: Transactions, config: Config, progress=None) -> np.ndarray:
@@ -137,7 +168,8 @@ def compute(tx: Transactions, config: Config, progress=None) -> np.ndarray:
             ok_u, v_u = ok[rows], v[rows]
             for i in range(len(rows)):
                 w = _window(target, i, t, pos, periods)
-                out[col : col + width, rows[i]] = _aggregate(target, v_u[w & ok_u])
+                with np.errstate(over="ignore"):  # beyond float32's range: +-inf, as the output dtype says
+                    out[col : col + width, rows[i]] = _aggregate(target, v_u[w & ok_u])
             col += width
         if progress is not None:
             progress(len(rows))
