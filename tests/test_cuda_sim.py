@@ -582,3 +582,25 @@ def test_torch_cuda_tensors_in_on_the_callers_stream_and_zero_copy_out():
             assert block.device == torch.device(f"cuda:{dev}") and block.data_ptr() == out.data.ptr
             got = block.T.cpu()  # ordered after the kernels by the stream, no explicit sync
         assert_close(got.numpy(), ref)
+
+
+@_cuda
+@pytest.mark.parametrize("amounts", [
+    [1e16, 1.0, 2.0, 3.0, 4.0],
+    [1e300, 1.0, 2.0, 3.0, 4.0],
+    [1.0, float("inf"), 2.0, 3.0, -float("inf"), 5.0, 6.0, 7.0],
+    [1e308, 1e308, -1e308, -1e308, 5.0, 1.0, 2.0],
+])
+def test_extreme_amounts_leave_no_trace_in_duration_windows(amounts):
+    """A huge or infinite amount that left the window leaves no trace (as on cpu)."""
+    df = pd.DataFrame({"user_id": 1, "timestamp": np.arange(len(amounts)), "amount": amounts, "mcc": 5411})
+    targets = [T(f"{a}_{d}_{m}", a, {"duration": d, "mode": m}, fill=nan)
+               for a in ("sum", "mean", "std") for d in ("2s", "5s") for m in ("trailing", "forward")]
+    cfg = load_config({"time_unit": "s", "targets": targets})
+    got = generate(df, cfg, backend="cuda")
+    ref = generate(df, cfg, backend="reference")
+    for c in cfg.output_columns:
+        g, r = got[c].to_numpy(np.float64), ref[c].to_numpy(np.float64)
+        special = ~np.isfinite(r)
+        np.testing.assert_array_equal(g[special], r[special], err_msg=c)
+        assert (np.abs(g[~special] - r[~special]) <= 1e-4 * np.maximum(1.0, np.abs(r[~special]))).all(), (c, g, r)

@@ -89,8 +89,18 @@ else:  # gpu
 from ..calendar import utc_offset_table  # noqa: E402
 from ..spec import Config  # noqa: E402
 from ..transactions import Transactions  # noqa: E402
-from .cuda_functions import dd_add_dd, moments_result, period_index, row_filter_bits, two_prod  # noqa: E402
-from .plan import FULL, MAX, MIN, NEXT, TOPK, TRAILING, Plan, compile_plan  # noqa: E402
+from .cuda_functions import (  # noqa: E402
+    compensated_add,
+    dd_add_dd,
+    finish_direct_sum,
+    moments_result,
+    period_index,
+    row_filter_bits,
+    std_is_trusted,
+    sum_is_trusted,
+    two_prod,
+)
+from .plan import FULL, MAX, MEAN, MIN, NEXT, STD, SUM, TOPK, TRAILING, Plan, compile_plan  # noqa: E402
 
 __all__ = ["compute", "compute_device", "pad_targets", "use_rmm", "xp", "SIMULATOR"]
 
@@ -397,8 +407,11 @@ def _duration_bounds(time, g, tfac, s, e, q, d, mode):
 
 
 @cuda.jit(cache=True)
-def _duration_moments(offs, g, time, tfac, d, mode, agg, fill, cnt, s1h, s1l, s2h, s2l, out, col):
-    """count/sum/mean/std/any over duration windows: differences of prefix states."""
+def _duration_moments(offs, g, time, tfac, d, mode, agg, fill, cnt, s1h, s1l, s2h, s2l, amount, mcc, mcc_bits,
+                      sign_bits, nomcc_bits, bit, absf, out, col):
+    """count/sum/mean/std/any over duration windows: differences of prefix states, or,
+    when a difference is not trustworthy (a huge or non-finite amount in the prefixes),
+    the window recomputed from its rows (:func:`_window_direct`)."""
     u = cuda.blockIdx.x
     if u >= offs.shape[0] - 1:
         return
@@ -409,18 +422,75 @@ def _duration_moments(offs, g, time, tfac, d, mode, agg, fill, cnt, s1h, s1l, s2
         lo, hi = _duration_bounds(time, g, tfac, s, e, q, d, mode)
         n = 0
         ah, al, bh, bl = 0.0, 0.0, 0.0, 0.0
+        pa1, pa2, pb1, pb2 = 0.0, 0.0, 0.0, 0.0
         if hi > lo:
             n = cnt[hi - 1]
             ah = s1h[hi - 1]
             al = s1l[hi - 1]
             bh = s2h[hi - 1]
             bl = s2l[hi - 1]
+            pb1, pb2 = ah, bh
             if lo > s:
                 n -= cnt[lo - 1]
+                pa1, pa2 = s1h[lo - 1], s2h[lo - 1]
                 ah, al = dd_add_dd(ah, al, -s1h[lo - 1], -s1l[lo - 1])
                 bh, bl = dd_add_dd(bh, bl, -s2h[lo - 1], -s2l[lo - 1])
-        out[col, g[q]] = moments_result(agg, n, ah, al, bh, bl, fill)
+        v = moments_result(agg, n, ah, al, bh, bl, fill)
+        if agg == SUM or agg == MEAN:
+            if n > 0 and not sum_is_trusted(ah + al, pa1, pb1):
+                v = _window_direct(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf, False)
+                if agg == MEAN:
+                    v = v / n
+        elif agg == STD:
+            if n >= 2 and not std_is_trusted(n, v, pa1, pb1, pa2, pb2):
+                v = _window_direct(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf, True)
+        out[col, g[q]] = v
         q += cuda.blockDim.x
+
+
+@cuda.jit(device=True, inline="always")
+def _window_direct(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf, want_std):
+    """Sum (or sample std) of the window's rows in V straight from the amounts: as the
+    cpu engine's ``_direct_sum``/``_direct_std`` (IEEE infinities, overflow on the way
+    avoided by a 1/4-scaled pass, std by two passes scaled by the largest magnitude)."""
+    s, c, qs, qc = 0.0, 0.0, 0.0, 0.0
+    n_pos, n_neg, n = 0, 0, 0
+    scale = 0.0
+    for j in range(lo, hi):
+        i = g[j]
+        a = amount[i]
+        if row_filter_bits(mcc[i], a, mcc_bits, sign_bits, nomcc_bits) & bit:
+            x = abs(a) if absf else a
+            n += 1
+            scale = max(scale, abs(x))
+            if x == math.inf:
+                n_pos += 1
+            elif x == -math.inf:
+                n_neg += 1
+            else:
+                s, c = compensated_add(s, c, x)
+                qs, qc = compensated_add(qs, qc, x * 0.25)
+    if not want_std:
+        return finish_direct_sum(s, c, qs, qc, n_pos, n_neg)
+    if n_pos + n_neg > 0:
+        return math.nan
+    if scale == 0.0:
+        return 0.0
+    s, c = 0.0, 0.0
+    for j in range(lo, hi):
+        i = g[j]
+        a = amount[i]
+        if row_filter_bits(mcc[i], a, mcc_bits, sign_bits, nomcc_bits) & bit:
+            s, c = compensated_add(s, c, (abs(a) if absf else a) / scale)
+    mean = (s + c) / n
+    s, c = 0.0, 0.0
+    for j in range(lo, hi):
+        i = g[j]
+        a = amount[i]
+        if row_filter_bits(mcc[i], a, mcc_bits, sign_bits, nomcc_bits) & bit:
+            dv = (abs(a) if absf else a) / scale - mean
+            s, c = compensated_add(s, c, dv * dv)
+    return scale * math.sqrt((s + c) / (n - 1))
 
 
 @cuda.jit(cache=True)
@@ -776,7 +846,8 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
                                                bit, absf, cnt, s1h, s1l, s2h, s2l, mn, mx)
                     scanned = state
                 _duration_moments[nblk, BLOCK, stream](offs, gb, time, tfac, d, np.int64(w), np.int64(g_agg), fill,
-                                                       cnt, s1h, s1l, s2h, s2l, out, col)
+                                                       cnt, s1h, s1l, s2h, s2l, amount, mcc, mcc_bits, sign_bits,
+                                                       nomcc, bit, absf, out, col)
         if progress is not None:
             stream.synchronize()
             progress(nb)

@@ -35,8 +35,8 @@ from numba import cuda
 from .. import calendar
 from . import elementwise
 
-__all__ = ["civil_from_days", "dd_add_dd", "moments_result", "period_index", "period_of_day",
-           "row_filter_bits", "sample_std", "two_prod"]
+__all__ = ["civil_from_days", "compensated_add", "dd_add_dd", "finish_direct_sum", "moments_result", "period_index",
+           "period_of_day", "row_filter_bits", "sample_std", "std_is_trusted", "sum_is_trusted", "two_prod"]
 
 
 def _device(fn, namespace: dict):
@@ -63,7 +63,8 @@ for _name in ("civil_from_days", "period_of_day", "period_index"):
 _elementwise_ns = dict(vars(elementwise))
 _elementwise_ns["cuda"] = cuda
 _elementwise_ns["two_prod"] = _device(_two_prod_fma, _elementwise_ns)
-for _name in ("dd_add_dd", "sample_std", "moments_result", "row_filter_bits"):
+for _name in ("dd_add_dd", "sample_std", "moments_result", "row_filter_bits", "compensated_add", "sum_is_trusted",
+              "std_is_trusted", "finish_direct_sum"):
     _elementwise_ns[_name] = _device(getattr(elementwise, _name), _elementwise_ns)
 
 civil_from_days = _calendar_ns["civil_from_days"]
@@ -74,3 +75,7 @@ dd_add_dd = _elementwise_ns["dd_add_dd"]
 sample_std = _elementwise_ns["sample_std"]
 moments_result = _elementwise_ns["moments_result"]
 row_filter_bits = _elementwise_ns["row_filter_bits"]
+compensated_add = _elementwise_ns["compensated_add"]
+sum_is_trusted = _elementwise_ns["sum_is_trusted"]
+std_is_trusted = _elementwise_ns["std_is_trusted"]
+finish_direct_sum = _elementwise_ns["finish_direct_sum"]
