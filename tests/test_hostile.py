@@ -732,3 +732,29 @@ def test_extreme_amounts_match_the_reference(values, duration, mode):
         np.testing.assert_array_equal(got[special], ref[special], err_msg=f"{agg} {duration} {mode}")
         tol = (1e-4 if agg == "std" else 1e-5) * np.maximum(1.0, np.abs(ref[~special]))
         assert (np.abs(got[~special] - ref[~special]) <= tol).all(), (agg, duration, mode, got, ref)
+
+
+_EXTRA_NAMES = [n for n in _every_type_table().column_names if n not in ("user_id", "timestamp", "amount", "mcc")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(names=st.lists(st.sampled_from(_EXTRA_NAMES), unique=True, min_size=1, max_size=8),
+       rows=st.integers(1, 6), shuffle=st.randoms(use_true_random=False))
+def test_random_schemas_are_carried_through_unchanged(tmp_path_factory, names, rows, shuffle):
+    """Random subsets and orders of the Arrow types, random row counts: the CLI output's
+    input columns equal the input's, schema and values."""
+    import pyarrow.parquet as pq
+
+    shuffle.shuffle(names)
+    roles = ["user_id", "timestamp", "amount", "mcc"]
+    order = names[: len(names) // 2] + roles + names[len(names) // 2:]  # roles anywhere among them
+    table = _every_type_table().select(order).slice(0, rows)
+    d = tmp_path_factory.mktemp("carry")
+    pq.write_table(table, d / "in.parquet")
+    stored = pq.read_table(d / "in.parquet")
+    result = CliRunner().invoke(main, ["generate", str(d / "in.parquet"), "-c", str(CONFIG_DT), "-o",
+                                       str(d / "out.parquet"), "--no-progress", "--backend", "cpu"])
+    assert result.exit_code == 0, result.output
+    out = pq.read_table(d / "out.parquet")
+    assert out.select(stored.column_names).equals(stored)
+    assert out.schema.names[: len(order)] == order
