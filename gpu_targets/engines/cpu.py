@@ -58,6 +58,7 @@ from ..calendar import local_wall_clock_ns, period_index, period_of_day
 from ..spec import Config
 from ..transactions import Transactions
 from .elementwise import (
+    PREFIX_ERROR,
     compensated_add,
     dd_add,
     dd_add_dd,
@@ -1152,14 +1153,19 @@ def _sliding_moments(vv, nv, absf, lo, hi, agg, fill, dst):
     c = 0.0
     ps[0] = 0.0
     pc[0] = 0.0
+    pmax = 0.0
     for j in range(nv):
         s, c = compensated_add(s, c, abs(vv[j]) if absf else vv[j])
         ps[j + 1] = s
         pc[j + 1] = c
+        pmax = max(pmax, abs(s))
+    # a prefix that went non-finite stays so; small prefixes make every difference exact
+    # enough, so the per-window check (and its cost) is for users with huge or infinite values
+    careful = not (s - s == 0.0) or PREFIX_ERROR * pmax > 1e-9
     for i in range(m):
         a, b = lo[i], hi[i]
         total = (ps[b] - ps[a]) + (pc[b] - pc[a])
-        if not sum_is_trusted(total, ps[a], ps[b]):  # a huge or non-finite value in the prefixes
+        if careful and not sum_is_trusted(total, ps[a], ps[b]):
             total = _direct_sum(vv, a, b, absf)
         if agg == SUM:
             dst[i] = total
@@ -1227,11 +1233,19 @@ def _sliding_std(vv, nv, absf, lo, hi, fill, dst):
     s1l[0] = 0.0
     s2h[0] = 0.0
     s2l[0] = 0.0
+    p1max = 0.0
     for j in range(nv):
         x = abs(vv[j]) if absf else vv[j]
         s1h[j + 1], s1l[j + 1] = dd_add(s1h[j], s1l[j], x)
         ph, pl = two_prod(x, x)
         s2h[j + 1], s2l[j + 1] = dd_add_dd(s2h[j], s2l[j], ph, pl)
+        p1max = max(p1max, abs(s1h[j + 1]))
+    # sums of x^2 only grow: the last is the largest; non-finite prefixes stay so. The
+    # error bound of std_is_trusted for the worst window (n = 2, std 0, |W1| / n <= max|x|
+    # <= sqrt(p2)) with these magnitudes decides whether any window needs the check
+    p2 = s2h[nv]
+    careful = not (p2 - p2 == 0.0 and s1h[nv] - s1h[nv] == 0.0) or (
+        PREFIX_ERROR * (p2 + 2.0 * math.sqrt(p2) * p1max) > 1e-14)
     last_a = -1
     last_b = -1
     v = fill
@@ -1243,7 +1257,7 @@ def _sliding_std(vv, nv, absf, lo, hi, fill, dst):
                 w1h, w1l = dd_add_dd(s1h[b], s1l[b], -s1h[a], -s1l[a])
                 w2h, w2l = dd_add_dd(s2h[b], s2l[b], -s2h[a], -s2l[a])
                 v = sample_std(n, w1h, w1l, w2h, w2l)
-                if not std_is_trusted(n, v, s1h[a], s1h[b], s2h[a], s2h[b]):
+                if careful and not std_is_trusted(n, v, w1h + w1l, s1h[a], s1h[b], s2h[a], s2h[b]):
                     v = _direct_std(vv, a, b, absf)  # a huge or non-finite value in the prefixes
             else:
                 v = fill

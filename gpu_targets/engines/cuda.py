@@ -442,7 +442,7 @@ def _duration_moments(offs, g, time, tfac, d, mode, agg, fill, cnt, s1h, s1l, s2
                 if agg == MEAN:
                     v = v / n
         elif agg == STD:
-            if n >= 2 and not std_is_trusted(n, v, pa1, pb1, pa2, pb2):
+            if n >= 2 and not std_is_trusted(n, v, ah + al, pa1, pb1, pa2, pb2):
                 v = _window_direct(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf, True)
         out[col, g[q]] = v
         q += cuda.blockDim.x

@@ -147,15 +147,18 @@ def sum_is_trusted(total, pa, pb):
 
 
 @register_jitable
-def std_is_trusted(n, std, s1a, s1b, s2a, s2b):
+def std_is_trusted(n, std, w1, s1a, s1b, s2a, s2b):
     """True when a window std from prefix sums of x (``s1``) and x^2 (``s2``) is finite
-    and its error, at most sqrt(err(M2) / (n - 1)) with err(M2) from PREFIX_ERROR times
-    the prefixes' magnitude, is below 1e-7 * max(1, std)."""
-    if not (std - std == 0.0 and s1a - s1a == 0.0 and s1b - s1b == 0.0 and s2a - s2a == 0.0
+    and its error is below 1e-7 * max(1, std).
+
+    With W1 = s1b - s1a (``w1``) and M2 = (s2b - s2a) - W1^2 / n, the prefixes' rounding
+    errors (PREFIX_ERROR times their magnitude) give err(M2) <= PREFIX_ERROR * (max|s2| +
+    2 |W1| / n * max|s1|), and the std's error is at most sqrt(err(M2) / (n - 1)).
+    """
+    if not (std - std == 0.0 and w1 - w1 == 0.0 and s1a - s1a == 0.0 and s1b - s1b == 0.0 and s2a - s2a == 0.0
             and s2b - s2b == 0.0):  # an inf or NaN (max() would skip a NaN)
         return False
-    m1 = max(abs(s1a), abs(s1b))
-    err = PREFIX_ERROR * (max(abs(s2a), abs(s2b)) + 2.0 * m1 * m1 / n)
+    err = PREFIX_ERROR * (max(abs(s2a), abs(s2b)) + 2.0 * abs(w1) / n * max(abs(s1a), abs(s1b)))
     if not (err - err == 0.0):
         return False
     return math.sqrt(err / (n - 1)) <= 1e-7 * max(1.0, std)
