@@ -14,6 +14,7 @@ written to a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import sys
@@ -228,14 +229,16 @@ def _cluster(scheduler: str, workers: Optional[int], gpu_options: Optional[dict]
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1)
+        # the job's own error reaches the client and is printed as one line: the workers'
+        # "Compute Failed" tracebacks and shuffle chatter on stderr would bury it
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, silence_logs=logging.CRITICAL)
     elif scheduler == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:
             raise ImportError("--scheduler local-cuda needs dask-cuda: pip install 'gpu_targets[cu12]'") from None
         options = {k: v for k, v in (gpu_options or {}).items() if v is not None}
-        cluster = LocalCUDACluster(n_workers=workers, **options)  # gpu
+        cluster = LocalCUDACluster(n_workers=workers, silence_logs=logging.CRITICAL, **options)  # gpu
     else:
         if workers is not None:
             raise click.UsageError("--workers applies to --scheduler local or local-cuda, not to an address")
@@ -524,3 +527,7 @@ def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]
     if plot is not None:
         _plot_histograms(frame, columns, empty, dict(zip(table["column"], table["rate"])), plot)
         click.echo(f"wrote {plot}")
+
+
+if __name__ == "__main__":  # python -m gpu_targets.cli
+    main()

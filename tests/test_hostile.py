@@ -758,3 +758,22 @@ def test_random_schemas_are_carried_through_unchanged(tmp_path_factory, names, r
     out = pq.read_table(d / "out.parquet")
     assert out.select(stored.column_names).equals(stored)
     assert out.schema.names[: len(order)] == order
+
+
+def test_distributed_cli_error_is_one_line_without_worker_tracebacks(tmp_path):
+    """The workers' "Compute Failed" tracebacks used to precede the one-line error."""
+    import subprocess
+    import sys
+
+    frame = synthetic_transactions(10, 30, seed=4, shuffle=True)
+    frame["user_id"] = frame["user_id"].astype("float64")
+    frame.loc[[3, 200], "user_id"] = float("nan")
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        frame.iloc[i * 150:(i + 1) * 150].to_parquet(tmp_path / "in" / f"p{i}.parquet", index=False)
+    proc = subprocess.run([sys.executable, "-m", "gpu_targets.cli", "generate", str(tmp_path / "in"), "-c",
+                           str(CONFIG_DT), "-o", str(tmp_path / "out"), "--scheduler", "local", "--workers", "1",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("dashboard:")]
+    assert len(lines) == 1 and lines[0].startswith("error: column 'user_id'"), proc.stderr
