@@ -64,8 +64,6 @@ def check_time_range(tx, config: Config, column: str) -> None:
     DataError
         Naming the column, the offending time and, for a window edge, the target.
     """
-    from .transactions import DataError
-
     if tx.time_bounds is not None:  # found by extract's own pass over the times
         lo, hi = (int(b) * tx.time_factor for b in tx.time_bounds)
     else:
@@ -74,6 +72,12 @@ def check_time_range(tx, config: Config, column: str) -> None:
         if not valid.any():
             return
         lo, hi = int(t[valid].min()) * tx.time_factor, int(t[valid].max()) * tx.time_factor
+    check_time_bounds(lo, hi, config, column)
+
+
+def check_time_bounds(lo: int, hi: int, config: Config, column: str) -> None:
+    """:func:`check_time_range` for the first and last time (UTC ns) of the data."""
+    from .transactions import DataError
     for edge, bad in (("first", lo < TIME_MIN_NS), ("last", hi > TIME_MAX_NS)):
         if bad:
             when = np.datetime64(lo if edge == "first" else hi, "ns")
@@ -287,5 +291,8 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     amount = _device_values(frame[cols.amount].astype("float64"), "float64", np.nan)
     mcc = _device_values(frame[cols.mcc].astype("float64"), "float64", -1.0)
     mcc = xp.where((mcc >= 0) & (mcc <= 9999), mcc, -1).astype(xp.int32)
+    if len(frame):  # the engines' time range (two scalars read back)
+        bounds = getattr(xp, "asnumpy", np.asarray)(xp.stack([time_values.min(), time_values.max()]))
+        check_time_bounds(int(bounds[0]) * factor, int(bounds[1]) * factor, cfg, cols.time)
     values = engine.compute_device(user_values, time_values, amount, mcc, cfg, time_factor=factor)
     return frame.assign(**{name: values[c] for c, name in enumerate(cfg.output_columns)})

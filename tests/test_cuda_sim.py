@@ -604,3 +604,14 @@ def test_extreme_amounts_leave_no_trace_in_duration_windows(amounts):
         special = ~np.isfinite(r)
         np.testing.assert_array_equal(g[special], r[special], err_msg=c)
         assert (np.abs(g[~special] - r[~special]) <= 1e-4 * np.maximum(1.0, np.abs(r[~special]))).all(), (c, g, r)
+
+
+@_cuda
+def test_device_frame_path_checks_the_time_range():
+    from gpu_targets import api
+    from gpu_targets.transactions import DataError
+
+    df = pd.DataFrame({"user_id": [1, 1], "timestamp": pd.to_datetime(["2262-04-10 00:00", "2262-04-10 01:00"]),
+                       "amount": [1.0, 2.0], "mcc": [5411, 5411]})
+    with pytest.raises(DataError, match=r"column 'timestamp' \(time\).*1678-01-01 \.\. 2261-12-31"):
+        api._generate_on_device(df, load_config({"targets": [T("s", "sum", WINDOWS["trailing"])]}))
