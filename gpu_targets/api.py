@@ -45,44 +45,25 @@ def compute_targets(
     return engine.compute(tx, cfg, progress), tx.kept_rows, cfg
 
 
-#: The times every engine computes with: 1678-01-01 to 2261-12-31 UTC (inside
-#: datetime64[ns], whose ends are 1677-09-21 and 2262-04-11, with room for time-zone
-#: offsets and calendar arithmetic).
-TIME_MIN_NS = int(np.datetime64("1678-01-01", "ns").astype(np.int64))
-TIME_MAX_NS = int(np.datetime64("2262-01-01", "ns").astype(np.int64)) - 1
-
-
 def check_time_range(tx, config: Config, column: str) -> None:
-    """Refuse times the engines cannot compute with exactly.
-
-    Every time (ns since 1970, UTC) must lie in 1678-01-01 .. 2261-12-31, and the
-    window edges ``t - D`` (trailing) and ``t + D`` (forward) of every duration target
-    must stay inside int64 nanoseconds.
+    """Refuse duration windows whose edges ``t - D`` (trailing) or ``t + D`` (forward)
+    would leave int64 nanoseconds. (Times outside 1678-01-01 .. 2261-12-31 are refused by
+    :func:`gpu_targets.transactions.extract` itself, in its one pass over the times.)
 
     Raises
     ------
     DataError
-        Naming the column, the offending time and, for a window edge, the target.
+        Naming the column, the time and the target.
     """
-    if tx.time_bounds is not None:  # found by extract's own pass over the times
+    if tx.time_bounds is not None:
         lo, hi = (int(b) * tx.time_factor for b in tx.time_bounds)
-    else:
-        t = tx.time
-        valid = t != np.iinfo(np.int64).min  # NaT: null times (dropped or reported elsewhere)
-        if not valid.any():
-            return
-        lo, hi = int(t[valid].min()) * tx.time_factor, int(t[valid].max()) * tx.time_factor
-    check_time_bounds(lo, hi, config, column)
+        check_window_edges(lo, hi, config, column)
 
 
-def check_time_bounds(lo: int, hi: int, config: Config, column: str) -> None:
+def check_window_edges(lo: int, hi: int, config: Config, column: str) -> None:
     """:func:`check_time_range` for the first and last time (UTC ns) of the data."""
     from .transactions import DataError
-    for edge, bad in (("first", lo < TIME_MIN_NS), ("last", hi > TIME_MAX_NS)):
-        if bad:
-            when = np.datetime64(lo if edge == "first" else hi, "ns")
-            raise DataError(f"column {column!r} (time): the {edge} time {when} lies outside 1678-01-01 .. 2261-12-31, "
-                            "the range the engines compute in (int64 nanoseconds)")
+
     int64 = np.iinfo(np.int64)
     for target in config.targets:
         w = target.window
@@ -245,7 +226,7 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
         neither datetime64 nor integers with ``time_unit``, a user column that is neither
         integers nor strings/categories.
     """
-    from .transactions import DataError
+    from .transactions import DataError, check_time_span
 
     if backend not in ("auto", "cuda"):
         raise ValueError(f"a cudf.DataFrame needs backend 'cuda' (or 'auto'), not {backend!r}")
@@ -293,6 +274,8 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     mcc = xp.where((mcc >= 0) & (mcc <= 9999), mcc, -1).astype(xp.int32)
     if len(frame):  # the engines' time range (two scalars read back)
         bounds = getattr(xp, "asnumpy", np.asarray)(xp.stack([time_values.min(), time_values.max()]))
-        check_time_bounds(int(bounds[0]) * factor, int(bounds[1]) * factor, cfg, cols.time)
+        lo, hi = int(bounds[0]) * factor, int(bounds[1]) * factor
+        check_time_span(lo, hi, cols.time)
+        check_window_edges(lo, hi, cfg, cols.time)
     values = engine.compute_device(user_values, time_values, amount, mcc, cfg, time_factor=factor)
     return frame.assign(**{name: values[c] for c, name in enumerate(cfg.output_columns)})

@@ -287,20 +287,19 @@ def _to_pandas(table: pa.Table, *, exact_integers: bool = False, nullable_intege
     nullable integers (``Int64``...) instead of float64, so ids above 2^53 stay exact;
     ``nullable_integers``: every integer column does (one dtype per column whatever a
     piece holds, as a Dask frame's partitions need)."""
-    if nullable_integers:
-        for i, field in enumerate(table.schema):
-            if pa.types.is_dictionary(field.type):
-                table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
-        return table.to_pandas(date_as_object=False, types_mapper=_NULLABLE_INTEGERS.get)
     for i, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
-    frame = table.to_pandas(date_as_object=False)
-    if exact_integers:
-        for field, column in zip(table.schema, table.columns):
-            if pa.types.is_integer(field.type) and column.null_count:
-                frame[field.name] = column.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
-    return frame
+    if nullable_integers:
+        return table.to_pandas(date_as_object=False, types_mapper=_NULLABLE_INTEGERS.get)
+    nullable = [f.name for f, c in zip(table.schema, table.columns)
+                if exact_integers and pa.types.is_integer(f.type) and c.null_count]
+    if not nullable:
+        return table.to_pandas(date_as_object=False)
+    # each column converted once: those with nulls as nullable integers, the rest as usual
+    rest = table.drop_columns(nullable).to_pandas(date_as_object=False)
+    exact = table.select(nullable).to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+    return pd.concat([rest, exact], axis=1)[table.column_names]
 
 
 _NULLABLE_INTEGERS = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),

@@ -62,7 +62,8 @@ class Transactions:
         order with non-decreasing times (found by the same pass that checks the times;
         False means "not known", and the engines look again).
     time_bounds : (int, int) or None
-        Smallest and largest tick of ``time`` when known (found by the same pass).
+        Smallest and largest non-null tick of the input's time column (found by the same
+        pass; before ``on_invalid: drop``, so they bound the kept rows' times).
     """
 
     user: np.ndarray
@@ -205,16 +206,35 @@ def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.n
     )
 
 
+#: The times every engine computes with: 1678-01-01 to 2261-12-31 UTC (inside
+#: datetime64[ns], whose ends are 1677-09-21 and 2262-04-11, with room for time-zone
+#: offsets and calendar arithmetic).
+TIME_MIN_NS = int(np.datetime64("1678-01-01", "ns").astype(np.int64))
+TIME_MAX_NS = int(np.datetime64("2262-01-01", "ns").astype(np.int64)) - 1
+
+
+def check_time_span(lo_ns, hi_ns, column: str) -> None:
+    """DataError unless the first and last time (UTC ns; None: beyond int64 ns) lie in
+    1678-01-01 .. 2261-12-31, naming the column and the offending time."""
+    for edge, t, bad in (("first", lo_ns, lo_ns is None or lo_ns < TIME_MIN_NS),
+                         ("last", hi_ns, hi_ns is None or hi_ns > TIME_MAX_NS)):
+        if bad:
+            when = "" if t is None else f" {np.datetime64(t, 'ns')}"
+            raise DataError(f"column {column!r} (time): the {edge} time{when} lies outside 1678-01-01 .. 2261-12-31, "
+                            "the range the engines compute in (int64 nanoseconds)")
+
+
 def _check_ticks(user: np.ndarray, v: np.ndarray, factor: int, name: str) -> tuple[int, bool, Optional[tuple]]:
     """Check that ticks * factor fits int64 ns; (number of nulls, grouped and sorted,
     (min, max) of the non-null ticks or None)."""
     if len(v) == 0:
         return 0, True, None
     lo, hi, n_nat, ordered = _scan_user_time(_readonly(user), _readonly(v), _NAT)
-    lim = _INT64_MAX // factor
-    if n_nat < len(v) and (hi > lim or lo < -lim):
-        raise DataError(f"column {name!r} (time) has values outside the int64 nanosecond range (years 1678-2261)")
-    bounds = (int(lo), int(hi)) if n_nat < len(v) else None
+    bounds = None
+    if n_nat < len(v):
+        lim = _INT64_MAX // factor
+        check_time_span(int(lo) * factor if lo >= -lim else None, int(hi) * factor if hi <= lim else None, name)
+        bounds = (int(lo), int(hi))
     return int(n_nat), bool(ordered) and n_nat == 0, bounds
 
 
@@ -318,7 +338,7 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
         user_is_code,
         time_factor,
         ordered,
-        bounds if kept is None else None,
+        bounds,
     )
 
 

@@ -55,27 +55,21 @@ def _two_prod_fma(a, b):
 _two_prod_fma.__name__ = "two_prod"
 
 # calendar: civil_from_days <- period_of_day <- period_index
+_CALENDAR = ("civil_from_days", "period_of_day", "period_index")
 _calendar_ns = dict(vars(calendar))
-for _name in ("civil_from_days", "period_of_day", "period_index"):
+for _name in _CALENDAR:
     _calendar_ns[_name] = _device(getattr(calendar, _name), _calendar_ns)
 
-# elementwise: two_prod (FMA) and dd_add_dd <- sample_std <- moments_result; row_filter_bits
+# elementwise: two_prod (FMA) and dd_add_dd <- sample_std <- moments_result; row_filter_bits;
+# the duration windows' trust checks and direct sums
+_ELEMENTWISE = ("dd_add_dd", "sample_std", "moments_result", "row_filter_bits", "compensated_add", "sum_is_trusted",
+                "std_is_trusted", "finish_direct_sum")
 _elementwise_ns = dict(vars(elementwise))
 _elementwise_ns["cuda"] = cuda
 _elementwise_ns["two_prod"] = _device(_two_prod_fma, _elementwise_ns)
-for _name in ("dd_add_dd", "sample_std", "moments_result", "row_filter_bits", "compensated_add", "sum_is_trusted",
-              "std_is_trusted", "finish_direct_sum"):
+for _name in _ELEMENTWISE:
     _elementwise_ns[_name] = _device(getattr(elementwise, _name), _elementwise_ns)
 
-civil_from_days = _calendar_ns["civil_from_days"]
-period_of_day = _calendar_ns["period_of_day"]
-period_index = _calendar_ns["period_index"]
-two_prod = _elementwise_ns["two_prod"]
-dd_add_dd = _elementwise_ns["dd_add_dd"]
-sample_std = _elementwise_ns["sample_std"]
-moments_result = _elementwise_ns["moments_result"]
-row_filter_bits = _elementwise_ns["row_filter_bits"]
-compensated_add = _elementwise_ns["compensated_add"]
-sum_is_trusted = _elementwise_ns["sum_is_trusted"]
-std_is_trusted = _elementwise_ns["std_is_trusted"]
-finish_direct_sum = _elementwise_ns["finish_direct_sum"]
+# the module's names: the device versions
+globals().update({n: _calendar_ns[n] for n in _CALENDAR})
+globals().update({n: _elementwise_ns[n] for n in ("two_prod", *_ELEMENTWISE)})
