@@ -205,11 +205,6 @@ def main(argv=None) -> int:
 
     from numba import cuda
 
-    # before any parallel CPU kernel: gpu_targets.torch picks Numba's fork-safe threading
-    # layer only then, and the feed step forks DataLoader workers (issue 14 removes the
-    # need for this order)
-    import gpu_targets.torch  # noqa: F401
-
     if not simulator and not cuda.is_available():
         print("gpu-check: no usable CUDA device; run it with NUMBA_ENABLE_CUDASIM=1 to check it on a CPU")
         return 2

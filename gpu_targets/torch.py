@@ -41,10 +41,11 @@ memory, and the targets written into one preallocated ``[B, T, C]`` device tenso
 ``dataset.loader(batch_size=..., num_workers=...)`` yields finished batches on
 ``device``; with a plain ``DataLoader`` call ``dataset.finish(batch)`` on each batch.
 
-DataLoader workers: the datasets hold NumPy buffers that forked workers share; importing
-this module selects Numba's fork-safe ``workqueue`` threading layer when no other was
-chosen and no parallel kernel has run yet (GNU OpenMP aborts forked children). Each
-worker then runs the engine on one thread.
+DataLoader workers: the datasets hold NumPy buffers that forked workers share. Each
+worker runs the engine on one thread; a forked worker runs the serial compilation of
+the parallel kernels (:mod:`gpu_targets.forksafe`: GNU OpenMP cannot run in a child
+forked after its pool started), so ``generate()`` before a ``DataLoader`` is safe in
+any import order.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ import numba
 import numpy as np
 import pandas as pd
 import torch
-from numba import njit, prange
+from numba import prange
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from . import engines
+from .forksafe import parallel_njit
 from .engines.cpu import group_users
 from .api import check_time_range
 from .formats import to_roles
@@ -68,22 +70,6 @@ from .transactions import Transactions, extract
 
 __all__ = ["IterableSequenceDataset", "SequenceDataset", "collate_users", "finish_batch", "split_features_labels"]
 
-
-def _fork_safe_numba_threads() -> None:
-    """Make Numba's thread pool fork-safe before it starts.
-
-    DataLoader workers are forked; Numba's default GNU OpenMP layer aborts a forked child
-    ("fork() called from a process already using GNU OpenMP"). The ``workqueue`` layer
-    is fork-safe. Only done when the user chose no layer and no pool is running yet.
-    """
-    from numba.np.ufunc import parallel
-
-    if os.environ.get("NUMBA_THREADING_LAYER") or getattr(parallel, "_is_initialized", True):
-        return
-    numba.config.THREADING_LAYER = "workqueue"
-
-
-_fork_safe_numba_threads()
 
 def split_features_labels(config: Config) -> tuple[list[int], list[int]]:
     """Indices of the target columns that are past-only features and that are labels.
@@ -101,7 +87,7 @@ def split_features_labels(config: Config) -> tuple[list[int], list[int]]:
     return features, labels
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _pad(offsets, starts, ns_per_s, time, time_factor, amount, mcc, rows, o_amount, o_mcc, o_time, o_mask, o_tgt):
     """Copy each user's last ``lengths`` rows into row b of the padded outputs.
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
+from .forksafe import parallel_njit
 from .spec import Config
 
 __all__ = ["DataError", "Transactions", "extract"]
@@ -125,7 +126,7 @@ def _tick_stats(x, nat, n_nat, lo, hi):
     return n_nat + np.int64(isnat), min(lo, _INT64_MAX if isnat else x), max(hi, x)
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _scan_user_time(user, time, nat):
     """One parallel pass over the user and time columns.
 

@@ -37,11 +37,6 @@ cuda_only = [
     pytest.mark.skipif(not CUDA, reason="no CUDA device and NUMBA_ENABLE_CUDASIM is not 1"),
 ]
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
-if importlib.util.find_spec("torch") is not None:
-    # before any parallel CPU kernel runs here: gpu_targets.torch picks Numba's fork-safe
-    # threading layer only then, and the feed tests fork DataLoader workers (making that
-    # independent of the import order is issue 14)
-    import gpu_targets.torch  # noqa: F401
 
 AGGS = ["count", "sum", "mean", "min", "max", "std", "any", "topk"]
 WINDOWS = {

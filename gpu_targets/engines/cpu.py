@@ -54,6 +54,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from ..buffers import OUTPUT_POOL
+from ..forksafe import parallel_njit
 from ..calendar import local_wall_clock_ns, period_index, period_of_day
 from ..spec import Config
 from ..transactions import Transactions
@@ -85,7 +86,7 @@ _INT64_MIN = np.iinfo(np.int64).min
 _CHUNKS = 64  # row chunks of the parallel scans below
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _grouped_and_sorted(user, time):
     """True when users come in non-decreasing runs with non-decreasing times inside."""
     n = user.shape[0]
@@ -203,7 +204,7 @@ def _stable_argsort(t):
     return perm
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _sort_time_within_users(order, offsets, time):
     """Each user's slice of ``order`` (input rows, increasing) stably sorted by time.
 
@@ -1638,7 +1639,7 @@ def _user_targets(
                 _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], dst, kdst)
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _kernel(
     offsets, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
     window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, window_key,
@@ -1685,7 +1686,7 @@ def _dense_filters(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
     return dense
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _inverse(order):
     """inv[order[k]] = k."""
     inv = np.empty(order.shape[0], dtype=np.int64)
@@ -1694,7 +1695,7 @@ def _inverse(order):
     return inv
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _unpermute(rows, inv, dst):
     """dst[c, i] = rows[inv[i], c]: row-major targets in sorted order -> columns in input order.
 
@@ -1720,7 +1721,7 @@ def _unpermute(rows, inv, dst):
 _PAGE_FLOATS = 1024  # float32 per 4 KiB page
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit
 def _first_touch(flat):
     """Write one float32 per 4 KiB page of ``flat`` (values to be overwritten), in
     parallel and in address order.
