@@ -9,9 +9,16 @@ EXTRAS ?= plot,test,bench,torch,dask,notebooks,docs
 
 .PHONY: demo test gpu-check docs lab bench bench-quick clean-cache clean
 
+# torch's CPU build (constraints-cpu.txt pins `+cpu`): from the configured indexes when
+# they hold it, else from PyTorch's CPU index; --no-deps, so only torch comes from there
+# (PyPI's torch for Linux is the CUDA build, several GB with its nvidia-* wheels)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(if $(findstring torch,$(EXTRAS)),$(PY) -m pip install -q --no-deps -c constraints-cpu.txt torch 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps -c constraints-cpu.txt --index-url $(TORCH_CPU_INDEX) torch)
 	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
@@ -21,10 +28,14 @@ demo: $(STAMP)
 # second run: `make gpu-check` under numba's CUDA simulator (no GPU needed): the cuda
 # engine's gpu-marked tests, the engine against reference, the torch device feed and the
 # benchmark script, all on the lines a GPU runs, at tiny sizes
+# Every step runs even when an earlier one fails; the failed ones are listed at the end.
+# pytest: progress dots from the start, a summary line for failures and errors only.
 test: $(STAMP)
-	$(PY) -m pytest -q
-	NUMBA_ENABLE_CUDASIM=1 $(MAKE) --no-print-directory gpu-check
-	$(PY) -m mkdocs build --strict -d site  # not -q: it hides the warnings that --strict counts
+	@failed=""; \
+	$(PY) -m pytest -q -rfE || failed="$$failed pytest"; \
+	NUMBA_ENABLE_CUDASIM=1 $(MAKE) --no-print-directory gpu-check || failed="$$failed gpu-check(simulator)"; \
+	$(PY) -m mkdocs build --strict -d site || failed="$$failed docs"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: all steps passed"
 
 # The GPU proof (benchmarks/gpu_check.py; report in gpu-check-report.md). On a GPU
 # machine whose python3 already has torch, CuPy and numba-cuda: `make gpu-check PY=python3`

@@ -159,3 +159,15 @@ def assert_matches_reference(frame: pd.DataFrame, config, backend: str) -> pd.Da
             label=f"{backend} vs reference, column {c!r}",
         )
     return ref
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def pytest_collection_finish(session):
+    """Say up front why the first tests are slow on a fresh checkout: they compile the
+    Numba kernels (about a minute on 2 cores; loaded from the disk cache afterwards)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and session.items:
+        reporter.write_line(f"{len(session.items)} tests; the first ones compile the Numba kernels on a fresh "
+                            "checkout (about a minute on 2 cores, cached on disk afterwards)")
