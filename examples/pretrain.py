@@ -64,8 +64,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=None, help="use only the first N users")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the model (default 1: a GRU this small is fastest on one "
+                             "thread, and the targets' engine keeps its own threads)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)  # as notebooks/02_pretraining.ipynb does
 
     config = load_config(args.config)
     if SDSJ.exists():
