@@ -425,7 +425,45 @@ def target_summary(frame, config=None):
     """
     cfg = load_config(config) if config is not None else None
     columns, empty = _described_columns(frame, cfg, "the frame", "the config")
-    return _summary(frame, columns, empty)
+    return _summary(frame, columns, empty, _roles(cfg))
+
+
+def _roles(cfg: Optional[Config]) -> Optional[dict[str, str]]:
+    """``label`` for columns whose window looks ahead (next/full/forward), else ``feature``."""
+    if cfg is None:
+        return None
+    return {c: ("label" if t.window.looks_ahead else "feature") for t in cfg.targets for c in t.output_columns}
+
+
+_FILL_CHECKED = ("min", "max", "mean")
+
+
+def fill_warnings(frame, config) -> list[str]:
+    """Targets whose empty-window value cannot be told apart from a real value.
+
+    For each ``min``/``max``/``mean`` target with a non-NaN ``fill``: a warning when the
+    fill lies inside the range ``[min, max]`` of the column's other values, i.e. an
+    empty window reads like a real aggregate (``max`` of debits that are negative,
+    filled with 0, mixed with real zero-or-positive values...). ``fill: .nan`` keeps
+    empty windows apart. Returns one line per such column, naming the target.
+    """
+    import numpy as np
+
+    cfg = load_config(config)
+    lines = []
+    for t in cfg.targets:
+        if t.agg not in _FILL_CHECKED or math.isnan(float(t.fill)):
+            continue
+        for c in t.output_columns:
+            if c not in frame.columns:
+                continue
+            v = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            real = v[~np.isnan(v) & (v != t.fill)]
+            if real.size and real.min() <= t.fill <= real.max():
+                lines.append(f"target {t.name!r} ({t.agg}): its fill {t.fill:g} lies inside its values' range "
+                             f"[{real.min():.4g}, {real.max():.4g}], so an empty window reads as a real value; "
+                             "set fill: .nan (or a value outside the range)")
+    return lines
 
 
 def _described_columns(frame, cfg: Optional[Config], frame_name: str, config_name: str):
@@ -444,8 +482,9 @@ def _described_columns(frame, cfg: Optional[Config], frame_name: str, config_nam
     return columns, dict.fromkeys(columns, 0.0)
 
 
-def _summary(frame, columns: list[str], empty: dict[str, float]):
-    """One row per target column: target rate (share of non-empty windows) and quantiles."""
+def _summary(frame, columns: list[str], empty: dict[str, float], roles: Optional[dict[str, str]] = None):
+    """One row per target column: target rate (share of non-empty windows) and quantiles;
+    with ``roles``, a ``role`` column (label or feature) after ``column``."""
     import numpy as np
     import pandas as pd
 
@@ -456,6 +495,8 @@ def _summary(frame, columns: list[str], empty: dict[str, float]):
         e = empty[c]
         nonempty = ~np.isnan(v) if math.isnan(e) else (~np.isnan(v) & (v != e))
         row = {"column": c, "rate": float(nonempty.mean()) if len(v) else math.nan}
+        if roles is not None:
+            row["role"] = roles[c]
         if known.size:
             q = np.quantile(known, _QUANTILES)
             row.update(mean=known.mean(), std=known.std(ddof=1) if known.size > 1 else math.nan, min=known.min())
@@ -463,11 +504,21 @@ def _summary(frame, columns: list[str], empty: dict[str, float]):
             row["max"] = known.max()
         rows.append(row)
     stats = ["mean", "std", "min"] + [f"{round(p * 100)}%" for p in _QUANTILES] + ["max"]
-    return pd.DataFrame(rows, columns=["column", "rate"] + stats)
+    return pd.DataFrame(rows, columns=["column"] + (["role"] if roles is not None else []) + ["rate"] + stats)
 
 
-def _plot_histograms(frame, columns: list[str], empty: dict[str, float], rates: dict[str, float], path: Path) -> None:
-    """A PNG grid of histograms of each column's non-empty values, written all or nothing."""
+_MONEY_AGGS = ("sum", "mean", "min", "max", "std", "topk")
+
+
+def _histogram_figure(frame, columns: list[str], empty: dict[str, float], rates: dict[str, float],
+                      roles: Optional[dict[str, str]], aggs: dict[str, str]):
+    """A matplotlib Figure: one panel per target column.
+
+    Non-empty values only (empty windows are counted apart, in the title, as the target
+    rate); x is the target's value (symlog for money aggregations whose values span more
+    than two decades or change sign), y the number of rows; a binary target (``any``, or
+    values 0/1 only) is a bar of 0 and 1 over every row; the title says label or feature.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -477,23 +528,71 @@ def _plot_histograms(frame, columns: list[str], empty: dict[str, float], rates: 
 
     ncols = min(4, len(columns))
     nrows = math.ceil(len(columns) / ncols)
-    fig = Figure(figsize=(4 * ncols, 3 * nrows), layout="constrained")
+    fig = Figure(figsize=(4 * ncols, 3.2 * nrows), layout="constrained")
     FigureCanvasAgg(fig)
     for k, c in enumerate(columns):
         ax = fig.add_subplot(nrows, ncols, k + 1)
-        v = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        raw = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
         e = empty[c]
-        v = v[~np.isnan(v)] if math.isnan(e) else v[~np.isnan(v) & (v != e)]
-        if v.size:
+        v = raw[~np.isnan(raw)] if math.isnan(e) else raw[~np.isnan(raw) & (raw != e)]
+        role = f" ({roles[c]})" if roles is not None else ""
+        n_empty = raw.size - v.size
+        binary = aggs.get(c) == "any" or (raw.size and np.isin(raw[~np.isnan(raw)], (0.0, 1.0)).all())
+        if binary:
+            known = raw[~np.isnan(raw)]
+            counts = [int((known == 0).sum()), int((known == 1).sum())]
+            ax.bar(["0", "1"], counts, color=["#999999", "#1f77b4"])
+            ax.set_xlabel("value")
+        elif v.size:
             lo, hi = np.quantile(v, (0.005, 0.995))  # heavy tails would squash the bulk into one bar
-            ax.hist(v, bins=50, range=(lo, hi) if hi > lo else None)
+            money = aggs.get(c, "sum") in _MONEY_AGGS
+            wide = lo < 0 < hi or (lo * hi > 0 and max(abs(lo), abs(hi)) > 100 * min(abs(lo), abs(hi)))
+            if money and wide:
+                nonzero = np.abs(v[v != 0])
+                linthresh = max(float(np.quantile(nonzero, 0.05)) if nonzero.size else 1.0, 1e-6)
+                # bins evenly spaced in asinh(x / linthresh), which is what a symlog axis shows
+                edges = np.sinh(np.linspace(np.arcsinh(lo / linthresh), np.arcsinh(hi / linthresh), 51)) * linthresh
+                ax.hist(np.clip(v, lo, hi), bins=edges)
+                ax.set_xscale("symlog", linthresh=linthresh)
+                ax.set_xlabel("value (symlog; 0.5-99.5% range)")
+            else:
+                ax.hist(v, bins=50, range=(lo, hi) if hi > lo else None)
+                ax.set_xlabel("value (0.5-99.5% range)")
         else:
             ax.text(0.5, 0.5, "no non-empty windows", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"{c}\nrate {rates[c]:.1%}; non-empty values, 0.5-99.5% range", fontsize=9)
+        ax.set_ylabel("rows")
+        ax.set_title(f"{c}{role}\nrate {rates[c]:.1%}; {n_empty:,} empty windows not shown"
+                     if not binary else f"{c}{role}\nrate {rates[c]:.1%} (share of 1)", fontsize=9)
         ax.tick_params(labelsize=7)
+    return fig
+
+
+def _save_figure(fig, path: Path) -> None:
     suffix = path.suffix.lstrip(".").lower() or "png"
     with replacing(path) as tmp:
         fig.savefig(tmp, format=suffix, dpi=100)
+
+
+def _write_html(path: Path, title: str, table, fig, warnings: list[str]) -> None:
+    """One self-contained HTML file: the summary table, warnings and the plots inline."""
+    import base64
+    import html
+    import io
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    image = base64.b64encode(png.getvalue()).decode("ascii")
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:12px}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>"
+            "<p>rate: share of rows whose window is not empty; statistics over the non-NaN values.</p>"
+            f"{table.to_html(index=False, float_format=lambda x: f'{x:.4g}')}"
+            + (f"<h2>Warnings</h2><ul>{items}</ul>" if warnings else "")
+            + f"<h2>Distributions</h2><img alt='histograms' src='data:image/png;base64,{image}'></body></html>")
+    with replacing(path) as tmp:
+        Path(tmp).write_text(body, encoding="utf-8")
 
 
 @main.command()
@@ -509,7 +608,12 @@ def _plot_histograms(frame, columns: list[str], empty: dict[str, float], rates: 
     help="Also write a PNG grid of histograms of the non-empty values between their 0.5% and 99.5% "
     "quantiles (needs matplotlib).",
 )
-def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]) -> None:
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, show_default=False,
+    help="Also write one self-contained HTML report: the table, the warnings and the histograms inline "
+    "(needs matplotlib).",
+)
+def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path], html_path: Optional[Path]) -> None:
     """Target rate and distribution of each target column of OUTPUT (a Parquet file).
 
     rate is the share of rows whose window is not empty (value neither NaN nor the
@@ -517,16 +621,27 @@ def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]
     non-NaN values.
     """
     cfg = load_config(config_path) if config_path is not None else None
-    if plot is not None:
-        check_output_path(plot)
+    for path in (plot, html_path):
+        if path is not None:
+            check_output_path(path, [output_path])
     frame = read_transactions(output_path)
     columns, empty = _described_columns(frame, cfg, repr(output_path), repr(str(config_path)))
-    table = _summary(frame, columns, empty)
+    roles = _roles(cfg)
+    table = _summary(frame, columns, empty, roles)
     click.echo(f"{output_path}: {len(frame):,} rows, {len(columns)} target columns")
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    if plot is not None:
-        _plot_histograms(frame, columns, empty, dict(zip(table["column"], table["rate"])), plot)
-        click.echo(f"wrote {plot}")
+    warnings = fill_warnings(frame, cfg) if cfg is not None else []
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+    if plot is not None or html_path is not None:
+        aggs = {c: t.agg for t in cfg.targets for c in t.output_columns} if cfg is not None else {}
+        fig = _histogram_figure(frame, columns, empty, dict(zip(table["column"], table["rate"])), roles, aggs)
+        if plot is not None:
+            _save_figure(fig, plot)
+            click.echo(f"wrote {plot}")
+        if html_path is not None:
+            _write_html(html_path, f"gpu-targets describe {Path(output_path).name}", table, fig, warnings)
+            click.echo(f"wrote {html_path}")
 
 
 if __name__ == "__main__":  # python -m gpu_targets.cli

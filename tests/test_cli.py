@@ -367,6 +367,54 @@ def test_describe_plot_without_matplotlib_names_the_extra(runner, tmp_path, desc
     assert not png.exists()
 
 
+def test_describe_marks_labels_and_warns_when_the_fill_reads_as_a_value(runner, tmp_path, described):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "targets:\n"
+        "  - {name: s, agg: sum, window: {period: day, mode: next}}\n"
+        "  - {name: m, agg: max, window: {duration: 1d, mode: trailing}}\n"  # fill 0 inside [-1, 5]
+    )
+    result = runner.invoke(main, ["describe", str(described), "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    table = _table(result.stdout)
+    assert table.loc["s", "role"] == "label" and table.loc["m", "role"] == "feature"
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: target 'm' (max): its fill 0") and "fill: .nan" in warning
+
+    cfg.write_text("targets:\n  - {name: m, agg: max, fill: .nan, window: {duration: 1d, mode: trailing}}\n")
+    result = runner.invoke(main, ["describe", str(described), "-c", str(cfg)])
+    assert result.exit_code == 0 and not result.stderr.strip()
+
+
+def test_describe_html_report_is_one_file_with_the_plots_inline(runner, tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    n = 500
+    frame = pd.DataFrame({
+        "user_id": np.arange(n) % 7,
+        "spend": np.where(rng.random(n) < 0.3, 0, rng.lognormal(3, 2, n)).astype(np.float32),  # money, 5 decades
+        "flow": rng.normal(0, 1000, n).astype(np.float32),  # changes sign
+        "any_atm": (rng.random(n) < 0.2).astype(np.float32),  # binary
+    })
+    write_parquet(frame, tmp_path / "out.parquet")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "targets:\n"
+        "  - {name: spend, agg: sum, window: {period: day, mode: expanding}}\n"
+        "  - {name: flow, agg: mean, fill: .nan, window: {duration: 7d, mode: forward}}\n"
+        "  - {name: any_atm, agg: any, window: {duration: 7d, mode: forward}}\n"
+    )
+    html, png = tmp_path / "report.html", tmp_path / "hist.png"
+    result = runner.invoke(main, ["describe", str(tmp_path / "out.parquet"), "-c", str(cfg), "--plot", str(png),
+                                  "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    text = html.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 1 and "<table" in text and "any_atm" in text
+    assert "src='http" not in text and 'src="http' not in text  # nothing fetched from elsewhere
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _no_files_but(tmp_path, "out.parquet", "c.yaml", html.name, png.name)
+
+
 # --------------------------------------------------------------------------- real data
 @pytest.mark.slow
 @pytest.mark.skipif(not SDSJ.exists(), reason="shared SDSJ 2016 data not present")
