@@ -36,13 +36,38 @@ def compute_targets(
     config : Config
     """
     cfg = load_config(config)
-    roles, role_cfg = to_roles(transactions, cfg)
+    roles, role_cfg = to_roles(_plain_role_columns(transactions, cfg), cfg)
     tx = extract(roles, role_cfg)
     check_time_range(tx, cfg, role_cfg.columns.time)
     if tx.kept_rows is not None:
         log.warning("on_invalid: drop dropped %d rows with a null user or time", len(roles) - len(tx))
     engine = engines.get(engines.resolve(backend))
     return engine.compute(tx, cfg, progress), tx.kept_rows, cfg
+
+
+def _plain_role_columns(frame, cfg: Config):
+    """The frame with its role columns held as Arrow (``pd.ArrowDtype``: timestamps,
+    dictionaries, ``int64[pyarrow]``...) converted to NumPy-backed pandas columns, the
+    way a Parquet read converts them (dictionaries decoded, integers with nulls as
+    nullable integers); other columns are not touched (the caller attaches the targets
+    to its own frame)."""
+    from .formats import source_columns
+
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    arrow = [c for c in source_columns(cfg) if c in frame.columns and isinstance(frame[c].dtype, pd.ArrowDtype)]
+    if not arrow:
+        return frame
+    import pyarrow as pa
+
+    from .io import _to_pandas
+
+    plain = _to_pandas(pa.table({c: pa.array(frame[c].array) for c in arrow}), exact_integers=True)
+    plain.index = frame.index
+    out = frame.copy(deep=False)
+    for c in arrow:
+        out[c] = plain[c]
+    return out
 
 
 def check_time_range(tx, config: Config, column: str) -> None:
@@ -77,20 +102,23 @@ def check_window_edges(lo: int, hi: int, config: Config, column: str) -> None:
 
 
 def generate(
-    transactions: Union[pd.DataFrame, str, os.PathLike],
+    transactions,
     config: Union[Config, dict, str, os.PathLike],
     *,
     backend: str = "auto",
     progress: Optional[Callable[[int], None]] = None,
-) -> pd.DataFrame:
+):
     """Compute synthetic targets and append them to the transactions.
 
     Parameters
     ----------
-    transactions : pandas.DataFrame or path
+    transactions : DataFrame or path
         One row per transaction with the role columns of SPEC.md section 1 (names from
-        ``config.columns``, or a real schema chosen by ``config.format``); a path is read
-        with :func:`gpu_targets.io.read_transactions` (Parquet file/directory/glob, CSV).
+        ``config.columns``, or a real schema chosen by ``config.format``): a pandas
+        DataFrame (NumPy or Arrow dtypes: ``pd.ArrowDtype`` timestamps, dictionaries), a
+        pyarrow Table, a Polars DataFrame or LazyFrame (any frame narwhals reads), a
+        cuDF DataFrame (computed on the GPU); or a path, read with
+        :func:`gpu_targets.io.read_transactions` (Parquet file/directory/glob, CSV).
     config : Config, dict, or path/YAML string
         The targets (SPEC.md section 4); validated before any data is read.
     backend : {"auto", "reference", "cpu", "cuda"}
@@ -100,10 +128,12 @@ def generate(
 
     Returns
     -------
-    pandas.DataFrame
+    DataFrame of the kind given (pandas for a path; Polars in, Polars out; a LazyFrame for a LazyFrame)
         The input's columns followed by one ``float32`` column per target output
         (``topk``: ``name_1..name_k``), in the input's row order (rows dropped by
-        ``on_invalid: drop`` are left out).
+        ``on_invalid: drop`` are left out). Frames other than pandas and cuDF go
+        through Arrow: their columns come back with their Arrow types, targets that
+        are NaN (empty windows with ``fill: .nan``) as nulls.
 
     Raises
     ------
@@ -125,12 +155,38 @@ def generate(
     cfg = load_config(config)
     if type(transactions).__module__.split(".")[0] == "cudf":
         return _generate_on_device(transactions, cfg, backend)
-    if not isinstance(transactions, pd.DataFrame):
+    if isinstance(transactions, (str, os.PathLike)):
         from .io import read_transactions
 
         transactions = read_transactions(transactions)
+    if not isinstance(transactions, pd.DataFrame):
+        return _generate_other_frame(transactions, cfg, backend, progress)
     values, kept, cfg = compute_targets(transactions, cfg, backend=backend, progress=progress)
     return attach_targets(transactions, values, cfg.output_columns, kept)
+
+
+def _generate_other_frame(frame, cfg: Config, backend: str, progress):
+    """A pyarrow Table, or a frame of another library (Polars DataFrame or LazyFrame...):
+    through Arrow (:func:`generate_table`, every column carried unchanged) and back to
+    the same kind, with narwhals (a LazyFrame is collected and returned lazy)."""
+    import pyarrow as pa
+
+    from .transactions import DataError
+
+    if isinstance(frame, pa.Table):
+        return generate_table(frame, cfg, backend=backend, progress=progress)
+    import narwhals as nw
+
+    try:
+        native = nw.from_native(frame)
+    except TypeError:
+        raise DataError(f"expected transactions as a DataFrame (pandas, Polars, pyarrow, cuDF) or a path, "
+                        f"got {type(frame).__name__}") from None
+    lazy = isinstance(native, nw.LazyFrame)
+    eager = native.collect() if lazy else native
+    out = generate_table(eager.to_arrow(), cfg, backend=backend, progress=progress)
+    result = nw.from_arrow(out, backend=eager.implementation)
+    return (result.lazy() if lazy else result).to_native()
 
 
 def generate_table(table, config, *, backend: str = "auto", progress=None):
@@ -170,8 +226,9 @@ def generate_table(table, config, *, backend: str = "auto", progress=None):
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
     missing = [c for c in source_columns(cfg) if c not in table.column_names]
     if missing:  # named against the input's own columns, not the selected ones
-        have = ", ".join(map(str, table.column_names[:12]))
-        raise DataError(f"input has no column {missing[0]!r} (columns: {have})")
+        from .formats import missing_column
+
+        raise missing_column(missing[0], table.column_names, fmt=cfg.format)
     roles = _to_pandas(table.select(source_columns(cfg)), exact_integers=True)
     values, kept, cfg = compute_targets(roles, cfg, backend=backend, progress=progress)
     if kept is not None:
@@ -233,9 +290,14 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     if cfg.format != "generic":
         raise DataError(f"format {cfg.format} needs a pandas frame: pass frame.to_pandas()")
     cols = cfg.columns
+    if isinstance(cols.user, list):
+        raise DataError(f"a composite user ({cols.user}) on a cudf.DataFrame is not supported yet: "
+                        "combine the columns into one (or pass frame.to_pandas())")
     for c in (cols.user, cols.time, cols.amount, cols.mcc):
         if c not in frame.columns:
-            raise DataError(f"input has no column {c!r}")
+            from .formats import missing_column
+
+            raise missing_column(c, frame.columns)
     clash = [c for c in cfg.output_columns if c in frame.columns]
     if clash:
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")

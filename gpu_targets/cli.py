@@ -27,7 +27,7 @@ import click
 import pyarrow as pa
 
 from . import engines
-from .io import check_output_path, read_table, read_transactions, replacing, write_parquet, write_table
+from .io import check_output_path, output_format, read_table, read_transactions, replacing, write_output
 from .spec import FORMATS, Config, ConfigError, Target, load_config
 from .transactions import DataError
 
@@ -49,13 +49,22 @@ def _one_line(text: object) -> str:
 
 #: Longest error line printed (a message quoting a huge value is cut there).
 _MAX_ERROR = 500
+#: Most problems of one config printed, one line each.
+_MAX_PROBLEMS = 20
 
 
-def _fail(message: str, code: int) -> None:
-    message = _one_line(message)
-    if len(message) > _MAX_ERROR:
-        message = message[:_MAX_ERROR] + f"... ({len(message):,} characters)"
-    click.echo(f"error: {message}", err=True)
+def _fail(message, code: int) -> None:
+    """Print ``error: <message>`` on one line (a config with several problems: one line
+    each) and exit with ``code``."""
+    problems = getattr(message, "problems", None)
+    lines = [str(p) for p in problems] if isinstance(problems, list) and len(problems) > 1 else [str(message)]
+    if len(lines) > _MAX_PROBLEMS:
+        lines = lines[:_MAX_PROBLEMS] + [f"... and {len(lines) - _MAX_PROBLEMS} more problems"]
+    for line in lines:
+        line = _one_line(line) or type(message).__name__
+        if len(line) > _MAX_ERROR:
+            line = line[:_MAX_ERROR] + f"... ({len(line):,} characters)"
+        click.echo(f"error: {line}", err=True)
     sys.exit(code)
 
 
@@ -99,9 +108,9 @@ class _Command(click.Group):
         except click.ClickException as err:
             _fail(_one_line(err.format_message()), err.exit_code)
         except _USER_ERRORS as err:
+            _fail(err, 2)
+        except ImportError as err:  # an unusable backend: no GPU, or a package missing (the message names the fix)
             _fail(_one_line(err) or type(err).__name__, 2)
-        except ImportError as err:  # an engine's optional dependency; the message names the extra
-            _fail(_one_line(err) or type(err).__name__, 1)
         except MemoryError as err:  # workers paused for good (distributed): one line
             _fail(_one_line(err) or "out of memory", 1)
         finally:
@@ -136,8 +145,8 @@ _backend_option = click.option(
 )
 @click.option(
     "--output", "-o", required=True, type=click.Path(path_type=Path),
-    help="Parquet file to write (a directory with --scheduler): the input's columns, then one float32 "
-    "column per target. Replaced only once complete.",
+    help="File to write, Parquet (.parquet, or no suffix) or CSV (.csv); a directory of Parquet files "
+    "with --scheduler: the input's columns, then one float32 column per target. Replaced only once complete.",
 )
 @_backend_option
 @click.option(
@@ -199,8 +208,9 @@ def generate(
         return
     if workers is not None or partitioned_by_user:
         raise click.UsageError("--workers and --partitioned-by-user need --scheduler")
-    backend_used = engines.resolve(backend)
     check_output_path(output, [input_path, config_path])
+    output_format(output)  # a name whose suffix says neither Parquet nor CSV fails before any work
+    backend_used = engines.resolve(backend)
 
     t0 = time.perf_counter()
     table = read_table(input_path)
@@ -212,7 +222,7 @@ def generate(
     with bar:  # the input's columns are carried through as Arrow, unchanged
         out = generate_table(table, cfg, backend=backend_used, progress=bar.update)
     t2 = time.perf_counter()
-    write_table(out, output)
+    write_output(out, output)
     t3 = time.perf_counter()
     click.echo(
         f"{output}: {out.num_rows:,} rows, {len(cfg.output_columns)} targets, backend {backend_used}; "
@@ -340,7 +350,7 @@ def _default_config() -> Config:
 @_backend_option
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, show_default=False,
-    help="Also write the transactions with their targets to this Parquet file.",
+    help="Also write the transactions with their targets to this file (Parquet, or CSV for .csv).",
 )
 def demo(users: int, tx_per_user: int, backend: str, output: Optional[Path]) -> None:
     """Targets of the packaged default config on embedded synthetic transactions.
@@ -355,9 +365,13 @@ def demo(users: int, tx_per_user: int, backend: str, output: Optional[Path]) -> 
     backend_used = engines.resolve(backend)
     if output is not None:
         check_output_path(output)
+        output_format(output)
     frame = synthetic_transactions(users, tx_per_user, seed=0)
     # one user first: compiles the kernels (or loads them from Numba's disk cache), so
     # that the time printed below is the computation's own
+    click.echo("compiling the kernels for this config, or loading them from Numba's disk cache (the first run "
+               "on a machine compiles: about a minute on 2 cores; later runs load them in about a second)...",
+               err=True)
     t0 = time.perf_counter()
     generate_targets(frame.iloc[:tx_per_user], cfg, backend=backend_used)
     warmup = time.perf_counter() - t0
@@ -381,7 +395,7 @@ def demo(users: int, tx_per_user: int, backend: str, output: Optional[Path]) -> 
     click.echo(f"(before that, {warmup:.1f} s to compile the kernels or load them from Numba's cache, "
                "once per process; the first run on a machine compiles)")
     if output is not None:
-        write_parquet(out, output)
+        write_output(pa.Table.from_pandas(out, preserve_index=False), output)
         click.echo(f"wrote {output}")
 
 

@@ -71,9 +71,14 @@ def _require_dask():
         raise ImportError("the distributed job needs Dask: pip install 'gpu_targets[dask]'") from None
 
 
-def user_column(config: Config) -> str:
-    """Name of the user column in the input: the format's own one, else ``config.columns.user``."""
+def user_column(config: Config) -> Union[str, list[str]]:
+    """Name of the user column in the input: the format's own one, else ``config.columns.user``
+    (a list for a composite user)."""
     return _FORMAT_USER.get(config.format, config.columns.user)
+
+
+def _names(user: Union[str, list[str]]) -> list[str]:
+    return list(user) if isinstance(user, list) else [user]
 
 
 #: A GPU worker's peak device memory, in partitions: the cuDF partition, its shuffled
@@ -322,14 +327,14 @@ def _targets_of_partition(part, config: Config, backend: str, meta: pd.DataFrame
     cols = config.columns
     if config.format == "generic" and config.on_invalid == "error":
         # name the *input* rows (the global positions), not the partition's
-        for c in (cols.user, cols.time):
+        for c in (*cols.user_columns, cols.time):
             null = part[c].isna() if c in part.columns else None
             if null is not None and bool(null.any()):
                 rows = sorted(int(r) for r in part[ROW][null].to_numpy())[:5]
                 raise DataError(f"column {c!r} has {int(null.sum())} null values in this partition (input rows: "
                                 f"{', '.join(map(str, rows))}); set on_invalid: drop to drop them")
     if config.format == "generic" and part[cols.time].dtype.kind in "Miu":
-        part = part.sort_values([cols.user, cols.time, ROW]).reset_index(drop=True)
+        part = part.sort_values([*cols.user_columns, cols.time, ROW]).reset_index(drop=True)
     else:
         from .formats import to_roles
 
@@ -607,8 +612,11 @@ def generate(
         raise DataError(f"the input {os.fspath(input)!r} has no rows")
     bytes_per_row = _bytes_per_row(infos, schema, n_rows)
     user = user_column(cfg)
-    if user not in schema.names:
-        raise DataError(f"input has no column {user!r} (the user column)")
+    for name in _names(user):
+        if name not in schema.names:
+            from .formats import missing_column
+
+            raise missing_column(name, schema.names, "user", fmt=cfg.format)
     warmed = _warm_up(client, cfg, backend_used)  # before any task: compile once, per worker for cuda
     device_free = [b for b in (warmed or {}).values() if b]
     if partition_rows is None:

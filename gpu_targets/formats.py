@@ -26,15 +26,42 @@ import pandas as pd
 from .spec import Columns, Config
 from .transactions import DataError
 
-__all__ = ["to_roles", "source_columns", "FORMATS"]
+__all__ = ["to_roles", "source_columns", "guess_format", "missing_column", "FORMATS"]
 
 FORMATS = ("generic", "sdsj2016", "tabformer")
+
+
+#: The columns that identify each adapter's schema (a generic config on such an input
+#: is told which ``--format`` fits).
+_FORMAT_COLUMNS = {
+    "sdsj2016": ("customer_id", "tr_datetime", "mcc_code", "amount"),
+    "tabformer": ("User", "Year", "Month", "Day", "Time", "Amount", "MCC"),
+}
+
+
+def guess_format(columns) -> "str | None":
+    """The adapter (``sdsj2016``, ``tabformer``) whose columns ``columns`` all hold, if any."""
+    have = set(map(str, columns))
+    return next((fmt for fmt, need in _FORMAT_COLUMNS.items() if have.issuperset(need)), None)
+
+
+def missing_column(name: str, columns, role: str = "", fmt: str = "generic") -> DataError:
+    """The error for a missing column: names it, lists the input's first columns and,
+    when they match a known format the config does not use, says ``--format <it>``."""
+    columns = list(map(str, columns))
+    have = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+    what = f" ({role})" if role else (f", which format {fmt} needs" if fmt != "generic" else "")
+    text = f"input has no column {name!r}{what}; its columns: {have}"
+    guess = guess_format(columns)
+    if guess is not None and guess != fmt:
+        text += f". These are the {guess} columns: use --format {guess} (format: {guess} in the config)"
+    return DataError(text)
 
 
 def _require(frame: pd.DataFrame, names: list[str], fmt: str) -> None:
     for c in names:
         if c not in frame.columns:
-            raise DataError(f"input has no column {c!r}, which format {fmt} needs")
+            raise missing_column(c, frame.columns, fmt=fmt)
 
 
 def _sdsj2016(frame: pd.DataFrame) -> pd.DataFrame:
@@ -80,12 +107,38 @@ def _tabformer(frame: pd.DataFrame) -> pd.DataFrame:
 
 def source_columns(config: Config) -> list[str]:
     """The input columns the role columns are built from (the rest are only carried)."""
-    if config.format == "sdsj2016":
-        return ["customer_id", "tr_datetime", "mcc_code", "amount"]
-    if config.format == "tabformer":
-        return ["User", "Year", "Month", "Day", "Time", "Amount", "MCC"]
+    if config.format in _FORMAT_COLUMNS:
+        return list(_FORMAT_COLUMNS[config.format])
     c = config.columns
-    return [c.user, c.time, c.amount, c.mcc]
+    return [*c.user_columns, c.time, c.amount, c.mcc]
+
+
+#: The column holding a composite user's code while the engines run (never written out).
+COMPOSITE_USER = "__gpu_targets_user__"
+
+
+def composite_user_codes(frame: pd.DataFrame, names: list[str]) -> pd.Series:
+    """One int64 code per distinct tuple of ``frame[names]``, in the tuples' sort order;
+    ``<NA>`` (nullable Int64) where any part is null (a null user, SPEC 1)."""
+    codes = frame.groupby(names, sort=True, dropna=True, observed=True).ngroup()
+    if codes.isna().any():
+        return codes.astype("Int64")
+    return codes.astype(np.int64)
+
+
+def _with_composite_user(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]:
+    """The role columns with the user tuple as one code column, and a config naming it."""
+    cols = config.columns
+    for c in cols.user_columns:
+        if c not in frame.columns:
+            raise missing_column(c, frame.columns, "user")
+    clash = [c for c in config.output_columns if c in frame.columns]
+    if clash:
+        raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
+    roles = pd.DataFrame({c: frame[c] for c in (cols.time, cols.amount, cols.mcc) if c in frame.columns},
+                         index=frame.index)
+    roles[COMPOSITE_USER] = composite_user_codes(frame, cols.user_columns)
+    return roles, config.model_copy(update={"columns": cols.model_copy(update={"user": COMPOSITE_USER})})
 
 
 def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]:
@@ -101,7 +154,9 @@ def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]
     Returns
     -------
     (pandas.DataFrame, Config)
-        For ``generic`` the input itself and ``config``; otherwise a new frame with the
+        For ``generic`` the input itself and ``config`` (with a composite user, a frame of
+        the time, amount and mcc columns plus one code per user tuple, and a config
+        naming it); otherwise a new frame with the
         four role columns under the format's own column names (the time column already
         converted) and ``config`` naming them (``time_unit: s`` for ``sdsj2016``).
 
@@ -114,6 +169,8 @@ def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame of transactions, got {type(frame).__name__}")
     if config.format == "generic":
+        if isinstance(config.columns.user, list):
+            return _with_composite_user(frame, config)
         return frame, config
     clash = [c for c in config.output_columns if c in frame.columns]
     if clash:

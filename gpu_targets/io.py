@@ -25,7 +25,8 @@ import pyarrow as pa
 
 from .transactions import DataError
 
-__all__ = ["check_output_path", "read_table", "read_transactions", "replacing", "write_parquet", "write_table"]
+__all__ = ["check_output_path", "output_format", "read_table", "read_transactions", "replacing", "write_output",
+           "write_parquet", "write_table"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -133,7 +134,8 @@ def _format_of(path: Path, file_format: Optional[str]) -> str:
     if name.endswith(_CSV_SUFFIXES):
         return "csv"
     known = ", ".join(_PARQUET_SUFFIXES + _CSV_SUFFIXES)
-    raise DataError(f"cannot tell the format of {str(path)!r} from its suffix (known: {known}); pass file_format")
+    raise DataError(f"cannot tell the format of {str(path)!r} from its suffix (known: {known}); "
+                    "rename it with one of those")
 
 
 def unified_schema(schemas: list[pa.Schema], names: list) -> pa.Schema:
@@ -318,6 +320,42 @@ def write_table(table: pa.Table, path: PathLike) -> None:
         try:
             pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
         except OSError as err:  # a full disk, a quota, an I/O error: name the output
+            raise OSError(f"cannot write {os.fspath(path)!r}: {err.strerror or _one_line(err)}") from None
+
+
+def output_format(path: PathLike) -> str:
+    """``"parquet"`` or ``"csv"`` from an output file's suffix (``.parquet``/``.pq``/
+    ``.parq``, or none: Parquet; ``.csv``: CSV). DataError for any other suffix, so a file
+    is never written in a format its name does not say."""
+    name = Path(path).name.lower()
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(_PARQUET_SUFFIXES) or not Path(name).suffix:
+        return "parquet"
+    raise DataError(f"cannot write {os.fspath(path)!r}: its suffix is neither .parquet (.pq, .parq) nor .csv")
+
+
+def write_output(table: pa.Table, path: PathLike) -> None:
+    """Write ``table`` as Parquet or CSV as :func:`output_format` says, all or nothing.
+
+    CSV: a header line, then one line per row (pyarrow's writer: ISO-8601 times, empty
+    fields for nulls, dictionary columns written as their values). Raises DataError for
+    a column CSV cannot hold (lists, structs), naming it.
+    """
+    if output_format(path) == "parquet":
+        write_table(table, path)
+        return
+    import pyarrow.csv as pcsv
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+        elif pa.types.is_nested(field.type):
+            raise DataError(f"cannot write column {field.name!r} ({field.type}) as CSV; write .parquet instead")
+    with replacing(path) as tmp:
+        try:
+            pcsv.write_csv(table, tmp)
+        except OSError as err:
             raise OSError(f"cannot write {os.fspath(path)!r}: {err.strerror or _one_line(err)}") from None
 
 

@@ -102,7 +102,22 @@ class ConfigError(ValueError):
         text = f"{path}: {message}" if path else message
         if allowed:
             text += f"; allowed: {allowed}"
+        #: Every problem found in the config, this one first (a config is checked whole,
+        #: so three typos are reported in one run, not three).
+        self.problems: list[ConfigError] = [self]
         super().__init__(text)
+
+    @classmethod
+    def of_problems(cls, problems: list["ConfigError"]) -> "ConfigError":
+        """One error carrying several: ``path``/``value``/``allowed`` of the first, a
+        message listing all of them (one per line after the first line)."""
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        err = cls(first.path, "", first.value, first.allowed)
+        err.problems = list(problems)
+        err.args = (f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems),)
+        return err
 
 
 def parse_duration(text: str) -> int:
@@ -146,18 +161,38 @@ class _Model(BaseModel):
 
 
 class Columns(_Model):
-    """Names of the four role columns of SPEC.md section 1."""
+    """Names of the four role columns of SPEC.md section 1.
 
-    user: str = "user_id"
+    ``user`` may name several columns (``[User, Card]``: TabFormer's cards, accounts
+    within clients): a user is then one distinct tuple of their values.
+    """
+
+    user: Union[str, list[str]] = "user_id"
     time: str = "timestamp"
     amount: str = "amount"
     mcc: str = "mcc"
 
+    @field_validator("user")
+    @classmethod
+    def _user_names(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("a composite user needs at least one column name")
+            if len(set(v)) != len(v):
+                raise ValueError(f"the user columns must be distinct, got {v}")
+            return v[0] if len(v) == 1 else v
+        return v
+
+    @property
+    def user_columns(self) -> list[str]:
+        """The user column names as a list (one, or the parts of a composite user)."""
+        return list(self.user) if isinstance(self.user, list) else [self.user]
+
     @model_validator(mode="after")
     def _distinct(self) -> "Columns":
-        names = [self.user, self.time, self.amount, self.mcc]
-        if len(set(names)) != 4:
-            raise ValueError(f"the four role columns must be distinct, got {names}")
+        names = [*self.user_columns, self.time, self.amount, self.mcc]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the role columns must be distinct, got {names}")
         return self
 
 
@@ -385,21 +420,52 @@ def _target_label(raw: Any, loc: tuple) -> str:
     return ""
 
 
+#: The model that validates a key's value (where to look for a misspelt key's fix).
+_MODEL_OF_KEY: dict = {"columns": Columns, "targets": Target, "window": Window}
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys allowed beside the last part of ``loc`` (a target's, a window's...)."""
+    parents = [str(p) for p in loc[:-1] if isinstance(p, str) and not str(p).startswith(_UNION_TAGS)]
+    model = _MODEL_OF_KEY.get(parents[-1]) if parents else Config
+    return list(model.model_fields) if model is not None else []
+
+
+_UNION_TAGS = ("function-", "list[", "int", "str")
+
+
+def _did_you_mean(word: Any, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
+    """Every problem pydantic found, each with its key path, value and what is allowed.
+
+    A misspelt required key shows up as "missing" plus "unknown key" beside it: it is
+    reported once, as the unknown key (what the user wrote) with the likely fix."""
     errors = err.errors(include_url=False)
-    e = errors[0]
-    hint = ""
-    if e["type"] == "missing":
-        # a misspelt required key shows up as "missing" plus "unknown key" beside it:
-        # report the unknown key, which names what the user wrote, with the likely fix
+    problems: list[ConfigError] = []
+    explained_missing: set = set()
+    for e in errors:
+        if e["type"] != "extra_forbidden":
+            continue
         parent = tuple(e["loc"])[:-1]
         missing = [str(x["loc"][-1]) for x in errors if x["type"] == "missing" and tuple(x["loc"])[:-1] == parent]
-        for other in errors:
-            if other["type"] == "extra_forbidden" and tuple(other["loc"])[:-1] == parent:
-                e = other
-                close = difflib.get_close_matches(str(other["loc"][-1]), missing, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; missing: {', '.join(map(repr, missing))}"
-                break
+        hint = _did_you_mean(e["loc"][-1], missing) or _did_you_mean(e["loc"][-1], _known_keys(tuple(e["loc"])))
+        if missing and not hint:
+            hint = f"; missing: {', '.join(map(repr, missing))}"
+        if missing:
+            explained_missing.update((*parent, m) for m in missing)
+        e["_hint"] = hint
+    for e in errors:
+        if e["type"] == "missing" and tuple(map(str, e["loc"])) in {tuple(map(str, m)) for m in explained_missing}:
+            continue
+        problems.append(_one_problem(e, raw))
+    return ConfigError.of_problems(problems)
+
+
+def _one_problem(e: dict, raw: Any) -> ConfigError:
     loc = tuple(e["loc"])
     path = _loc_to_path(loc)
     msg = e["msg"]
@@ -411,9 +477,11 @@ def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
         msg = "required key is missing"
         value = None
     elif etype == "extra_forbidden":
-        msg = f"unknown key (value {_short(value)}){hint}"
+        msg = f"unknown key (value {_short(value)}){e.get('_hint', '')}"
     elif not isinstance(value, dict):
         msg = f"{msg} (got {_short(value)})"
+        if etype == "literal_error":
+            msg += _did_you_mean(value, re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", ""))))
     key = str(loc[-1]) if loc else ""
     allowed = _ALLOWED_BY_KEY.get(key, "") if etype != "extra_forbidden" else ""
     problem = e.get("ctx", {}).get("error")

@@ -66,7 +66,7 @@ from .engines.cpu import group_users
 from .api import check_time_range
 from .formats import to_roles
 from .spec import Config, load_config
-from .transactions import Transactions, extract
+from .transactions import DataError, Transactions, extract
 
 __all__ = ["IterableSequenceDataset", "SequenceDataset", "collate_users", "finish_batch", "split_features_labels"]
 
@@ -454,6 +454,9 @@ class IterableSequenceDataset(_Collating, IterableDataset):
         self._user_column_name = {"sdsj2016": "customer_id", "tabformer": "User"}.get(
             self.config.format, self.config.columns.user
         )
+        if isinstance(self._user_column_name, list):
+            raise DataError("IterableSequenceDataset streams users by one user column; a composite user "
+                            f"({self._user_column_name}) needs SequenceDataset, or one column combining them")
 
     def _read(self, pf, group: int) -> pd.DataFrame:
         return pf.read_row_group(group).to_pandas()

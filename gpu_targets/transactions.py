@@ -199,8 +199,9 @@ def _time_array(s: pd.Series, name: str, time_unit: Optional[str]) -> tuple[np.n
     if pd.api.types.is_string_dtype(dt) or dt == object:
         try:
             parsed = pd.to_datetime(s, utc=True, format="ISO8601")
-        except (ValueError, TypeError, OverflowError) as err:
-            raise DataError(f"column {name!r} (time) holds strings that are not ISO-8601 times: {err}") from None
+        except (ValueError, TypeError, OverflowError):
+            raise _bad_values(s, name, "time", "ISO-8601 times (2024-01-31 or 2024-01-31T12:00:00+01:00)",
+                              lambda x: pd.to_datetime(x, utc=True, format="ISO8601", errors="coerce")) from None
         return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64), 1
     raise DataError(
         f"column {name!r} (time) has dtype {dt}; expected datetime64, ISO-8601 strings or integers with time_unit"
@@ -246,8 +247,28 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
+def _bad_values(s: pd.Series, name: str, role: str, expected: str, parse) -> DataError:
+    """The error for a string column some of whose values do not parse: names the first
+    bad rows (0-based positions in the input; a CSV file's line is the row + 2) and values."""
+    parsed = parse(s)
+    bad = np.asarray(parsed.isna().to_numpy(), dtype=bool) & ~_null_mask(s)
+    rows = np.flatnonzero(bad)[:3]
+    if not rows.size:  # every value parses one by one: the column as a whole is the problem
+        return DataError(f"column {name!r} ({role}) holds strings; expected {expected}")
+    shown = ", ".join(f"row {int(r)}: {_short_value(s.iloc[int(r)])}" for r in rows)
+    return DataError(f"column {name!r} ({role}) has {int(bad.sum())} values that are not {expected} "
+                     f"(first: {shown})")
+
+
+def _short_value(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _amount_array(s: pd.Series, name: str) -> np.ndarray:
     dt = s.dtype
+    if pd.api.types.is_string_dtype(dt) or dt == object:
+        raise _bad_values(s, name, "amount", "numbers", lambda x: pd.to_numeric(x, errors="coerce"))
     if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):
         raise DataError(f"column {name!r} (amount) has dtype {dt}; expected integers or floats")
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -296,8 +317,10 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
     cols = config.columns
     missing = [c for c in (cols.user, cols.time, cols.amount, cols.mcc) if c not in frame.columns]
     if missing:
-        have = ", ".join(map(str, list(frame.columns)[:12]))
-        raise DataError(f"input has no column {missing[0]!r} (columns: {have})")
+        from .formats import missing_column  # formats imports this module
+
+        role = {cols.user: "user", cols.time: "time", cols.amount: "amount", cols.mcc: "mcc"}[missing[0]]
+        raise missing_column(missing[0], frame.columns, role)
     clash = [c for c in config.output_columns if c in frame.columns]
     if clash:
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")

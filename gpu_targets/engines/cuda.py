@@ -77,8 +77,8 @@ if SIMULATOR:
 else:  # gpu
     if not cuda.is_available():
         raise ImportError(
-            "no usable CUDA device (driver or GPU missing); set NUMBA_ENABLE_CUDASIM=1 to use the simulator, "
-            "or install the GPU extra: pip install 'gpu_targets[cu12]'"
+            "the cuda engine found no usable CUDA device (no NVIDIA GPU or driver); use --backend cpu "
+            "(backend='cpu') here, or NUMBA_ENABLE_CUDASIM=1 for Numba's CUDA simulator (slow, for tests)"
         )
     try:
         import cupy as xp
