@@ -35,6 +35,15 @@ def compute_targets(
         Input rows that were kept (``on_invalid: drop``); ``None`` when all were.
     config : Config
     """
+    values, kept, cfg, _ = _compute(transactions, config, backend, progress)
+    return values, kept, cfg
+
+
+def _compute(transactions, config, backend, progress):
+    """:func:`compute_targets` plus the columns the format's adapter adds to the output
+    (:func:`gpu_targets.formats.added_columns`, over every input row)."""
+    from .formats import added_columns
+
     cfg = load_config(config)
     roles, role_cfg = to_roles(_plain_role_columns(transactions, cfg), cfg)
     tx = extract(roles, role_cfg)
@@ -42,7 +51,7 @@ def compute_targets(
     if tx.kept_rows is not None:
         log.warning("on_invalid: drop dropped %d rows with a null user or time", len(roles) - len(tx))
     engine = engines.get(engines.resolve(backend))
-    return engine.compute(tx, cfg, progress), tx.kept_rows, cfg
+    return engine.compute(tx, cfg, progress), tx.kept_rows, cfg, added_columns(roles, cfg)
 
 
 def _plain_role_columns(frame, cfg: Config):
@@ -161,8 +170,8 @@ def generate(
         transactions = read_transactions(transactions)
     if not isinstance(transactions, pd.DataFrame):
         return _generate_other_frame(transactions, cfg, backend, progress)
-    values, kept, cfg = compute_targets(transactions, cfg, backend=backend, progress=progress)
-    return attach_targets(transactions, values, cfg.output_columns, kept)
+    values, kept, cfg, added = _compute(transactions, cfg, backend, progress)
+    return attach_targets(transactions, values, cfg.output_columns, kept, added)
 
 
 def _generate_other_frame(frame, cfg: Config, backend: str, progress):
@@ -230,25 +239,34 @@ def generate_table(table, config, *, backend: str = "auto", progress=None):
 
         raise missing_column(missing[0], table.column_names, fmt=cfg.format)
     roles = _to_pandas(table.select(source_columns(cfg)), exact_integers=True)
-    values, kept, cfg = compute_targets(roles, cfg, backend=backend, progress=progress)
+    values, kept, cfg, added = _compute(roles, cfg, backend, progress)
     if kept is not None:
         table = table.take(pa.array(kept))
+    from .formats import added_fields
+
+    for name, typ in added_fields(cfg):
+        column = added[name] if kept is None else added[name].iloc[kept]
+        table = table.append_column(pa.field(name, typ), pa.array(column, type=typ, from_pandas=True))
     for name, column in zip(cfg.output_columns, values):
         # NaN (an empty window's default fill) is written as null, as the pandas path writes it
         table = table.append_column(pa.field(name, pa.float32()), pa.array(column, from_pandas=True))
     return table
 
 
-def attach_targets(frame: pd.DataFrame, values: np.ndarray, names: list[str], kept=None) -> pd.DataFrame:
-    """The frame's columns followed by the target columns (one float32 column each).
+def attach_targets(frame: pd.DataFrame, values: np.ndarray, names: list[str], kept=None,
+                   added: Optional[dict] = None) -> pd.DataFrame:
+    """The frame's columns, the columns the format adds (``added``: name -> values over
+    every input row), then the target columns (one float32 column each).
 
     ``values`` is ``float32 [n_columns, n]``; each row becomes a column without a copy
     where pandas allows it.
     """
+    extra = pd.DataFrame({k: np.asarray(v) for k, v in (added or {}).items()}, index=frame.index)
     if kept is not None:
         frame = frame.iloc[kept].reset_index(drop=True)
+        extra = extra.iloc[kept].reset_index(drop=True)
     targets = pd.DataFrame(dict(zip(names, values)), index=frame.index, copy=False)
-    return pd.concat([frame, targets], axis=1)
+    return pd.concat([frame, extra, targets], axis=1) if added else pd.concat([frame, targets], axis=1)
 
 
 _TIME_UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "D": 86_400_000_000_000}

@@ -639,7 +639,12 @@ def generate(
 
     in_meta = _to_pandas(schema.empty_table(), nullable_integers=True)
     in_meta[ROW] = np.zeros(0, dtype=np.int64)
+    from .formats import added_fields
+
+    added = added_fields(cfg)  # columns the format's adapter adds (sdsj2016: the parsed time)
     out_meta = in_meta.drop(columns=[ROW])
+    for name, typ in added:
+        out_meta[name] = pa.array([], type=typ).to_pandas()
     for name in cfg.output_columns:
         out_meta[name] = np.zeros(0, dtype=np.float32)
 
@@ -665,7 +670,8 @@ def generate(
                 _targets_of_partition, cfg, backend_used, out_meta, meta=out_meta, enforce_metadata=False,
             )
             tmp.mkdir()
-            out_schema = pa.schema(list(schema) + [pa.field(n, pa.float32()) for n in cfg.output_columns])
+            out_schema = pa.schema(list(schema) + [pa.field(n, t) for n, t in added]
+                                   + [pa.field(n, pa.float32()) for n in cfg.output_columns])
             job = result.map_partitions(_write_part, tmp, out_schema, meta=pd.Series([], dtype=np.int64),
                                         enforce_metadata=False)
             job = job.sum()

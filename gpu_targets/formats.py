@@ -64,7 +64,30 @@ def _require(frame: pd.DataFrame, names: list[str], fmt: str) -> None:
             raise missing_column(c, frame.columns, fmt=fmt)
 
 
-def _sdsj2016(frame: pd.DataFrame) -> pd.DataFrame:
+#: The column the ``sdsj2016`` adapter adds to the output: ``tr_datetime`` parsed, as
+#: ``datetime64[s]`` (from ``format_options.start_date``, default 1970-01-01).
+SDSJ_TIME = "tr_timestamp"
+
+
+def added_fields(config: Config) -> list:
+    """``(name, Arrow type)`` of the columns an adapter adds to the output, after the
+    input's columns and before the targets (``sdsj2016``: :data:`SDSJ_TIME`)."""
+    import pyarrow as pa
+
+    return [(SDSJ_TIME, pa.timestamp("s"))] if config.format == "sdsj2016" else []
+
+
+def added_columns(roles: pd.DataFrame, config: Config) -> dict:
+    """The added columns' values (one per row of ``roles``, the adapter's role frame)."""
+    if config.format != "sdsj2016":
+        return {}
+    seconds = roles["tr_datetime"]
+    if seconds.hasnans:
+        return {SDSJ_TIME: pd.to_datetime(seconds, unit="s").astype("datetime64[s]")}
+    return {SDSJ_TIME: pd.Series(seconds.to_numpy(np.int64).astype("datetime64[s]"), index=roles.index)}
+
+
+def _sdsj2016(frame: pd.DataFrame, start_date=None) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -80,6 +103,10 @@ def _sdsj2016(frame: pd.DataFrame) -> pd.DataFrame:
                         f"in {int(bad.sum())} rows (first rows: {rows})")
     d, h, m, sec = (pc.cast(pc.struct_field(parts, k), pa.int64()) for k in "dhms")
     seconds = pc.add(pc.add(pc.multiply(d, 86400), pc.multiply(h, 3600)), pc.add(pc.multiply(m, 60), sec))
+    if start_date is not None:  # day 0 is that date (the real one was hidden)
+        import datetime as dt
+
+        seconds = pc.add(seconds, (start_date - dt.date(1970, 1, 1)).days * 86400)
     if seconds.null_count:
         time = pd.Series(seconds.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=frame.index)
     else:
@@ -175,11 +202,16 @@ def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]
     clash = [c for c in config.output_columns if c in frame.columns]
     if clash:
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
+    added = [name for name, _ in added_fields(config) if name in frame.columns]
+    if added:
+        raise DataError(f"the input already has a column {added[0]!r}, which format {config.format} adds "
+                        "(is it an earlier output?)")
     if len(frame) == 0:
         raise DataError("the input has no rows")
     # the role frame keeps the original column names, so errors name what the user has
     if config.format == "sdsj2016":
         columns = Columns(user="customer_id", time="tr_datetime", amount="amount", mcc="mcc_code")
-        return _sdsj2016(frame), config.model_copy(update={"columns": columns, "time_unit": "s"})
+        roles = _sdsj2016(frame, config.format_options.start_date)
+        return roles, config.model_copy(update={"columns": columns, "time_unit": "s"})
     columns = Columns(user="User", time="Time", amount="Amount", mcc="MCC")
     return _tabformer(frame), config.model_copy(update={"columns": columns})

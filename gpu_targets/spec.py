@@ -18,8 +18,9 @@ objects below::
 
 from __future__ import annotations
 
-import math
+import datetime as _dt
 import difflib
+import math
 import os
 import re
 from pathlib import Path
@@ -312,6 +313,28 @@ class Target(_Model):
         return None if self.mcc is None else tuple(self.mcc)
 
 
+class FormatOptions(_Model):
+    """Options of the input adapter that the format key chooses."""
+
+    #: ``sdsj2016``: the calendar date of day 0 of ``tr_datetime`` (the real one was
+    #: hidden; default 1970-01-01). A date (YAML ``2014-08-01``) or an ISO string.
+    start_date: Optional[Union[_dt.date, str]] = None
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, v):
+        if isinstance(v, _dt.datetime):
+            raise ValueError(f"{_short(v)} is a date and time; give a date (2014-08-01)")
+        if isinstance(v, str):
+            try:
+                return _dt.date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"{_short(v)} is not a date (YYYY-MM-DD, e.g. 2014-08-01)") from None
+        if v is not None and not _dt.date(1678, 1, 1) <= v <= _dt.date(2200, 1, 1):
+            raise ValueError(f"{v} is outside 1678-01-01 .. 2200-01-01")
+        return v
+
+
 class Config(_Model):
     """A config file (SPEC.md section 4)."""
 
@@ -320,7 +343,15 @@ class Config(_Model):
     timezone: str = "UTC"
     on_invalid: Literal["error", "drop"] = "error"
     format: Literal["generic", "sdsj2016", "tabformer"] = "generic"
+    format_options: FormatOptions = Field(default_factory=FormatOptions)
     targets: list[Target] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _options_fit_the_format(self) -> "Config":
+        if self.format_options.start_date is not None and self.format != "sdsj2016":
+            raise _KeyProblem("format_options.start_date",
+                              f"start_date sets day 0 of format sdsj2016's tr_datetime, not of format {self.format}")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -421,7 +452,7 @@ def _target_label(raw: Any, loc: tuple) -> str:
 
 
 #: The model that validates a key's value (where to look for a misspelt key's fix).
-_MODEL_OF_KEY: dict = {"columns": Columns, "targets": Target, "window": Window}
+_MODEL_OF_KEY: dict = {"columns": Columns, "targets": Target, "window": Window, "format_options": FormatOptions}
 
 
 def _known_keys(loc: tuple) -> list[str]:

@@ -294,3 +294,59 @@ def test_composite_users_in_the_distributed_job(tmp_path):
     want = gpu_targets.generate(frame, COMPOSITE, backend="cpu")
     want = want.sort_values(["client", "card", "timestamp", "amount"]).reset_index(drop=True)
     np.testing.assert_allclose(got[["s", "n"]].to_numpy(), want[["s", "n"]].to_numpy(), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- SDSJ real time
+SDSJ_TARGETS = [{"name": "m", "agg": "sum", "window": {"period": "month", "mode": "expanding"}},
+                {"name": "w", "agg": "count", "window": {"period": "week", "mode": "full"}}]
+
+
+def _sdsj_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer_id": np.array([7, 7, 7, 8], dtype=np.int64),
+        "tr_datetime": ["0 10:23:26", "30 23:59:60", "31 00:00:01", "5 12:00:00"],
+        "mcc_code": np.array([5411, 5411, 5411, 6011], dtype=np.int32),
+        "amount": [-1.0, -2.0, -4.0, -8.0],
+        "term_id": ["a", None, "b", "c"],
+    })
+
+
+def test_sdsj_start_date_makes_months_real_and_keeps_tr_datetime():
+    import gpu_targets
+
+    frame = _sdsj_frame()
+    cfg = {"format": "sdsj2016", "format_options": {"start_date": "2014-08-01"}, "targets": SDSJ_TARGETS}
+    out = gpu_targets.generate(frame, cfg, backend="cpu")
+    assert list(out.columns) == [*frame.columns, "tr_timestamp", "m", "w"]
+    assert out["tr_datetime"].equals(frame["tr_datetime"])
+    assert [str(t) for t in out["tr_timestamp"]] == ["2014-08-01 10:23:26", "2014-09-01 00:00:00",
+                                                     "2014-09-01 00:00:01", "2014-08-06 12:00:00"]
+    # day 30 23:59:60 is 2014-09-01 00:00:00: September's first second, so a new month
+    assert out["m"].tolist() == [-1.0, -2.0, -6.0, -8.0]
+    # the same targets from the parsed times under the generic schema
+    generic = out[["customer_id", "tr_timestamp", "amount", "mcc_code"]].rename(
+        columns={"customer_id": "user_id", "tr_timestamp": "timestamp", "mcc_code": "mcc"})
+    want = gpu_targets.generate(generic, {"targets": SDSJ_TARGETS}, backend="cpu")
+    np.testing.assert_array_equal(out[["m", "w"]].to_numpy(), want[["m", "w"]].to_numpy())
+    # without start_date day 0 is 1970-01-01 (a Thursday), so the weeks differ
+    plain = gpu_targets.generate(frame, {"format": "sdsj2016", "targets": SDSJ_TARGETS}, backend="cpu")
+    assert str(plain["tr_timestamp"].iloc[0]) == "1970-01-01 10:23:26"
+
+
+def test_sdsj_parsed_time_in_the_cli_output(tmp_path):
+    write_parquet(_sdsj_frame(), tmp_path / "tx.parquet")
+    (tmp_path / "c.yaml").write_text("format: sdsj2016\nformat_options: {start_date: 2014-08-01}\n"
+                                     "targets:\n  - {name: m, agg: sum, window: {period: month, mode: expanding}}\n")
+    result = CliRunner().invoke(main, ["generate", str(tmp_path / "tx.parquet"), "-c", str(tmp_path / "c.yaml"),
+                                       "-o", str(tmp_path / "out.parquet"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column_names == ["customer_id", "tr_datetime", "mcc_code", "amount", "term_id", "tr_timestamp", "m"]
+    assert str(table["tr_timestamp"][1].as_py()) == "2014-09-01 00:00:00"
+
+
+def test_start_date_belongs_to_sdsj_only():
+    with pytest.raises(ConfigError, match="format_options.start_date"):
+        load_config({"format_options": {"start_date": "2014-08-01"}, "targets": SDSJ_TARGETS})
+    with pytest.raises(ConfigError, match="not a date"):
+        load_config({"format": "sdsj2016", "format_options": {"start_date": "08/01/2014"}, "targets": SDSJ_TARGETS})

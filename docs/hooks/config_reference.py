@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel
 
 from gpu_targets import spec
-from gpu_targets.spec import Columns, Config, ConfigError, Target, Window, load_config
+from gpu_targets.spec import Columns, Config, ConfigError, FormatOptions, Target, Window, load_config
 
 PAGE = Path(__file__).resolve().parents[1] / "config-reference.md"
 
@@ -35,6 +35,7 @@ SECTIONS = [
     (Columns, "`columns`: the role columns", "columns."),
     (Target, "`targets[]`: one target", "targets[]."),
     (Window, "`targets[].window`: the window", "targets[].window."),
+    (FormatOptions, "`format_options`: options of the input adapter", "format_options."),
 ]
 
 #: (model, key) -> what the key means; every model field needs one.
@@ -49,6 +50,10 @@ MEANINGS = {
     "the count and the first rows; `drop` leaves them out of the output and logs how many.",
     (Config, "format"): "Input schema: `generic` reads the `columns:` names; `sdsj2016` and `tabformer` read "
     "those datasets' own columns and encodings (the CLI's `--format` overrides this key).",
+    (Config, "format_options"): "Options of the input adapter chosen by `format` (see its section below).",
+    (FormatOptions, "start_date"): "`sdsj2016` only: the date of day 0 of `tr_datetime` (the real one was hidden; "
+    "default 1970-01-01), so weeks and months are real ones; the output's `tr_timestamp` column is "
+    "`tr_datetime` parsed from it.",
     (Config, "targets"): "The targets, at least one; their output columns follow the input's columns in this order.",
     (Columns, "user"): "The entity whose history is aggregated (card, client, account): integers or strings; a "
     "list of columns (`[User, Card]`) makes each distinct tuple of their values one user.",
@@ -151,7 +156,9 @@ def _type_text(annotation) -> tuple[str, list]:
         return f"list of {text}s" if not text.startswith("mapping") else "list of mappings", []
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "mapping", []
-    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    import datetime
+
+    names = {str: "string", int: "integer", float: "number", bool: "boolean", datetime.date: "date (YYYY-MM-DD)"}
     if annotation in names:
         return names[annotation], []
     raise TypeError(f"no rendering for the annotation {annotation!r}: extend _type_text")
