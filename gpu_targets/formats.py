@@ -65,7 +65,8 @@ def _require(frame: pd.DataFrame, names: list[str], fmt: str) -> None:
 
 
 #: The column the ``sdsj2016`` adapter adds to the output: ``tr_datetime`` parsed, as
-#: ``datetime64[s]`` (from ``format_options.start_date``, default 1970-01-01).
+#: ``datetime64[ms]`` (what Parquet keeps), from ``format_options.start_date`` (default
+#: 1970-01-01).
 SDSJ_TIME = "tr_timestamp"
 
 
@@ -74,7 +75,7 @@ def added_fields(config: Config) -> list:
     input's columns and before the targets (``sdsj2016``: :data:`SDSJ_TIME`)."""
     import pyarrow as pa
 
-    return [(SDSJ_TIME, pa.timestamp("s"))] if config.format == "sdsj2016" else []
+    return [(SDSJ_TIME, pa.timestamp("ms"))] if config.format == "sdsj2016" else []
 
 
 def added_columns(roles: pd.DataFrame, config: Config) -> dict:
@@ -83,8 +84,9 @@ def added_columns(roles: pd.DataFrame, config: Config) -> dict:
         return {}
     seconds = roles["tr_datetime"]
     if seconds.hasnans:
-        return {SDSJ_TIME: pd.to_datetime(seconds, unit="s").astype("datetime64[s]")}
-    return {SDSJ_TIME: pd.Series(seconds.to_numpy(np.int64).astype("datetime64[s]"), index=roles.index)}
+        return {SDSJ_TIME: pd.to_datetime(seconds, unit="s").astype("datetime64[ms]")}
+    ms = seconds.to_numpy(np.int64).astype("datetime64[s]").astype("datetime64[ms]")
+    return {SDSJ_TIME: pd.Series(ms, index=roles.index)}
 
 
 def _sdsj2016(frame: pd.DataFrame, start_date=None) -> pd.DataFrame:

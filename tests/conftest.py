@@ -132,8 +132,8 @@ def run(frame: pd.DataFrame, config, backend: str) -> pd.DataFrame:
 def assert_matches_reference(frame: pd.DataFrame, config, backend: str) -> pd.DataFrame:
     """Run ``generate`` with ``"reference"`` and with ``backend`` and compare.
 
-    Checks: same columns in the same order (input columns, then the targets in config
-    order), the input columns unchanged, every target column float32, and every target
+    Checks: same columns in the same order (input columns, the columns the format adds,
+    then the targets in config order), the input columns unchanged, every target column float32, and every target
     value within SPEC.md's tolerance of the reference (std targets: 1e-4), NaN == NaN.
 
     Returns
@@ -147,7 +147,12 @@ def assert_matches_reference(frame: pd.DataFrame, config, backend: str) -> pd.Da
     got = run(frame, cfg, backend)
     pd.testing.assert_frame_equal(frame, before)  # input not modified
     targets = cfg.output_columns
-    assert list(got.columns) == list(ref.columns) == [*frame.columns, *targets]
+    from gpu_targets.formats import added_fields
+
+    added = [name for name, _ in added_fields(cfg)]
+    assert list(got.columns) == list(ref.columns) == [*frame.columns, *added, *targets]
+    for c in added:
+        pd.testing.assert_series_equal(got[c], ref[c])
     pd.testing.assert_frame_equal(
         got[list(frame.columns)], ref[list(frame.columns)], check_exact=True
     )

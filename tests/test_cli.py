@@ -157,7 +157,9 @@ def test_generate_sdsj2016_format(runner, tmp_path):
     result = runner.invoke(main, args + ["--format", "sdsj2016"])
     assert result.exit_code == 0, result.output
     got = pd.read_parquet(out)
-    assert list(got.columns) == list(frame.columns) + ["grocery_sum_day"]
+    assert list(got.columns) == list(frame.columns) + ["tr_timestamp", "grocery_sum_day"]  # the parsed time
+    assert [str(t) for t in got["tr_timestamp"]] == ["1970-01-01 10:00:00", "1970-01-01 12:00:00",
+                                                     "1970-01-02 09:00:00", "1970-01-01 00:00:00"]
     assert got["grocery_sum_day"].tolist() == [-10.0, -15.0, -3.0, 0.0]
 
 
@@ -430,8 +432,8 @@ def test_generate_real_sdsj2016(runner, tmp_path):
     got = pd.read_parquet(out)
     original = ["customer_id", "tr_datetime", "mcc_code", "tr_type", "amount", "term_id"]
     assert len(got) == 259_999
-    assert list(got.columns[:6]) == original
-    targets = list(got.columns[6:])
+    assert list(got.columns[:7]) == [*original, "tr_timestamp"]  # the input's columns, then the parsed time
+    targets = list(got.columns[7:])
     assert len(targets) == 22 and all(got[c].dtype == np.float32 for c in targets)
     # every debit counts itself in its own trailing 7-day window
     debit = got["amount"].to_numpy() < 0
