@@ -125,8 +125,8 @@ def generate(
         One row per transaction with the role columns of SPEC.md section 1 (names from
         ``config.columns``, or a real schema chosen by ``config.format``): a pandas
         DataFrame (NumPy or Arrow dtypes: ``pd.ArrowDtype`` timestamps, dictionaries), a
-        pyarrow Table, a Polars DataFrame or LazyFrame (any frame narwhals reads), a
-        cuDF DataFrame (computed on the GPU); or a path, read with
+        pyarrow Table, a Polars DataFrame or LazyFrame, a cuDF DataFrame (computed on
+        the GPU); or a path, read with
         :func:`gpu_targets.io.read_transactions` (Parquet file/directory/glob, CSV).
     config : Config, dict, or path/YAML string
         The targets (SPEC.md section 4); validated before any data is read.
@@ -175,9 +175,11 @@ def generate(
 
 
 def _generate_other_frame(frame, cfg: Config, backend: str, progress):
-    """A pyarrow Table, or a frame of another library (Polars DataFrame or LazyFrame...):
-    through Arrow (:func:`generate_table`, every column carried unchanged) and back to
-    the same kind, with narwhals (a LazyFrame is collected and returned lazy)."""
+    """A pyarrow Table, or a Polars DataFrame or LazyFrame: through Arrow
+    (:func:`generate_table`, every column carried unchanged) and back to the same kind,
+    with narwhals (a LazyFrame is collected and returned lazy). Other libraries' frames
+    (Dask, DuckDB...) and Python-object columns are refused with a DataError rather than
+    returned as another kind or changed."""
     import pyarrow as pa
 
     from .transactions import DataError
@@ -191,11 +193,20 @@ def _generate_other_frame(frame, cfg: Config, backend: str, progress):
     except TypeError:
         raise DataError(f"expected transactions as a DataFrame (pandas, Polars, pyarrow, cuDF) or a path, "
                         f"got {type(frame).__name__}") from None
+    kind = native.implementation
+    if kind is not nw.Implementation.POLARS:  # pandas, cuDF and pyarrow are handled above
+        hint = "; for Dask use gpu_targets.distributed" if kind is nw.Implementation.DASK else ""
+        raise DataError(f"generate() takes pandas, Polars, pyarrow or cuDF frames, not {type(frame).__name__} "
+                        f"({kind.name.lower()}){hint}; convert it (e.g. to Arrow) first")
     lazy = isinstance(native, nw.LazyFrame)
     eager = native.collect() if lazy else native
+    objects = [name for name, dtype in eager.schema.items() if dtype == nw.Object]
+    if objects:  # Arrow cannot hold Python objects: they would not come back unchanged
+        raise DataError(f"column {objects[0]!r} holds Python objects, which cannot pass through Arrow unchanged; "
+                        "drop or convert it first")
     out = generate_table(eager.to_arrow(), cfg, backend=backend, progress=progress)
-    result = nw.from_arrow(out, backend=eager.implementation)
-    return (result.lazy() if lazy else result).to_native()
+    result = nw.from_arrow(out, backend=kind)
+    return (result.lazy(backend=kind) if lazy else result).to_native()
 
 
 def generate_table(table, config, *, backend: str = "auto", progress=None):

@@ -27,7 +27,8 @@ import click
 import pyarrow as pa
 
 from . import engines
-from .io import check_output_path, output_format, read_table, read_transactions, replacing, write_output
+from .io import (check_csv_writable, check_output_path, output_format, read_table, read_transactions, replacing,
+                 write_output)
 from .spec import FORMATS, Config, ConfigError, Target, load_config
 from .transactions import DataError
 
@@ -198,7 +199,7 @@ def generate(
 
     cfg = load_config(config_path)
     if fmt is not None:
-        cfg = cfg.model_copy(update={"format": fmt})
+        cfg = load_config({**cfg.model_dump(), "format": fmt})  # validated again: options must fit the format
     gpu_options = {"rmm_pool_size": rmm_pool_size, "device_memory_limit": device_memory_limit}
     if scheduler != "local-cuda" and any(v is not None for v in gpu_options.values()):
         raise click.UsageError("--rmm-pool-size and --device-memory-limit need --scheduler local-cuda")
@@ -214,6 +215,8 @@ def generate(
 
     t0 = time.perf_counter()
     table = read_table(input_path)
+    if output_format(output) == "csv":  # before the work, not after it
+        check_csv_writable(table.schema, output)
     t1 = time.perf_counter()
     bar = tqdm(
         total=table.num_rows, unit="tx", unit_scale=True, desc="targets", file=sys.stderr,
@@ -225,7 +228,7 @@ def generate(
     write_output(out, output)
     t3 = time.perf_counter()
     click.echo(
-        f"{output}: {out.num_rows:,} rows, {len(cfg.output_columns)} targets, backend {backend_used}; "
+        f"{output}: {out.num_rows:,} rows, {len(cfg.output_columns)} target columns, backend {backend_used}; "
         f"{t3 - t0:.2f} s (read {t1 - t0:.2f} s, compute {t2 - t1:.2f} s, write {t3 - t2:.2f} s)"
     )
 
@@ -262,6 +265,9 @@ def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, 
 
     job._require_dask()
     check_output_path(output, [input_path], directory=True)  # before a cluster starts
+    if Path(output).name.lower().endswith(".csv"):  # a directory of Parquet files is never named .csv
+        raise DataError(f"--scheduler writes a directory of Parquet files, not CSV: name it without .csv "
+                        f"(got {str(output)!r})")
     if scheduler in ("local", "local-cuda"):
         engines.resolve(backend)  # fail on an unusable backend before starting a cluster
     # with an address, the workers decide (distributed.generate resolves it on one of them)
@@ -286,7 +292,7 @@ def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, 
         if cluster is not None:
             cluster.close()
     click.echo(
-        f"{output}: {len(cfg.output_columns)} targets, scheduler {scheduler}; {time.perf_counter() - t0:.2f} s "
+        f"{output}: {len(cfg.output_columns)} target columns, scheduler {scheduler}; {time.perf_counter() - t0:.2f} s "
         "(rows grouped by user)"
     )
 
@@ -551,9 +557,11 @@ def _histogram_figure(frame, columns: list[str], empty: dict[str, float], rates:
         v = raw[~np.isnan(raw)] if math.isnan(e) else raw[~np.isnan(raw) & (raw != e)]
         role = f" ({roles[c]})" if roles is not None else ""
         n_empty = raw.size - v.size
-        binary = aggs.get(c) == "any" or (raw.size and np.isin(raw[~np.isnan(raw)], (0.0, 1.0)).all())
+        known = raw[~np.isnan(raw)]
+        # any, or a count/unknown column holding only 0 and 1 (and not only empty windows)
+        binary = known.size > 0 and (aggs.get(c) == "any" or (
+            aggs.get(c, "count") == "count" and v.size > 0 and np.isin(known, (0.0, 1.0)).all()))
         if binary:
-            known = raw[~np.isnan(raw)]
             counts = [int((known == 0).sum()), int((known == 1).sum())]
             ax.bar(["0", "1"], counts, color=["#999999", "#1f77b4"])
             ax.set_xlabel("value")

@@ -9,16 +9,20 @@ before building its loader lost every worker. The fork-safe layers do not fit: t
 threaded scheduler, a thread pool), and the ``tbb`` wheel's library is not found by
 Numba in a virtual environment (numba/numba#6108).
 
-So each parallel function here is compiled twice, lazily: with ``parallel=True`` for the
-process that imported this module, and without a thread pool (``prange`` runs as
-``range``) for any process forked from it. A forked child is a worker of a pool that
-already provides the parallelism (a DataLoader or ``multiprocessing`` worker), so one
-thread per child is also what it should use. Spawned and forkserver children import the
-package afresh and use the thread pool.
+So each parallel function here is compiled twice, lazily: with ``parallel=True``, and
+without a thread pool (``prange`` runs as ``range``) for a process forked while Numba's
+GNU OpenMP pool was running (recorded by an ``os.register_at_fork`` hook installed when
+gpu_targets is imported; it also covers a pool the program started itself before
+importing gpu_targets). Such a child is a worker of a pool that already provides the
+parallelism (a DataLoader or ``multiprocessing`` worker), so one thread per child is also
+what it should use. Children forked before the pool started, and spawned or forkserver
+children, use the thread pool. Not covered: a child that imports gpu_targets for the
+first time after its parent (which never imported it) had started the OpenMP pool.
 
 The serial twin is a copy of the function under another qualified name, so Numba's disk
 cache (keyed on the name, the signature and the bytecode, not on ``parallel``) keeps the
-two apart.
+two apart. A forked worker compiles (first run on a machine) or loads the twins of the
+kernels it uses.
 """
 from __future__ import annotations
 
@@ -28,14 +32,35 @@ from typing import Callable
 
 from numba import njit
 
-__all__ = ["in_forked_child", "parallel_njit"]
+__all__ = ["runs_serial", "parallel_njit"]
 
-_HOME_PID = os.getpid()  # the process that imported the package; a forked child differs
+_serial = False  # this process was forked while a fork-unsafe Numba thread pool ran
 
 
-def in_forked_child() -> bool:
-    """True in a process forked (without exec) from the one that imported gpu_targets."""
-    return os.getpid() != _HOME_PID
+def runs_serial() -> bool:
+    """True in a process forked (without exec) while Numba's GNU OpenMP pool was running:
+    the parallel kernels run their serial twins there."""
+    return _serial
+
+
+def _pool_is_fork_unsafe() -> bool:
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", False):
+        return False
+    try:
+        return parallel.threading_layer() == "omp"  # tbb and workqueue survive a fork
+    except ValueError:
+        return False
+
+
+def _after_fork_in_child() -> None:
+    global _serial
+    _serial = _serial or _pool_is_fork_unsafe()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _ParallelFunction:
@@ -54,7 +79,7 @@ class _ParallelFunction:
         self.__module__ = fn.__module__
 
     def __call__(self, *args):
-        return (self.serial if in_forked_child() else self.parallel)(*args)
+        return (self.serial if _serial else self.parallel)(*args)
 
     def __repr__(self) -> str:
         return f"<parallel_njit {self.__module__}.{self.__qualname__}>"

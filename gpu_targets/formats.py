@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .spec import Columns, Config
+from .spec import ADDED_COLUMNS, Columns, Config
 from .transactions import DataError
 
 __all__ = ["to_roles", "source_columns", "guess_format", "missing_column", "FORMATS"]
@@ -67,7 +67,7 @@ def _require(frame: pd.DataFrame, names: list[str], fmt: str) -> None:
 #: The column the ``sdsj2016`` adapter adds to the output: ``tr_datetime`` parsed, as
 #: ``datetime64[ms]`` (what Parquet keeps), from ``format_options.start_date`` (default
 #: 1970-01-01).
-SDSJ_TIME = "tr_timestamp"
+SDSJ_TIME = ADDED_COLUMNS["sdsj2016"][0]  # "tr_timestamp"
 
 
 def added_fields(config: Config) -> list:
@@ -164,6 +164,13 @@ def _with_composite_user(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFr
     clash = [c for c in config.output_columns if c in frame.columns]
     if clash:
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
+    if config.on_invalid == "error":  # name the user's own column, not the code column
+        for c in cols.user_columns:
+            null = np.asarray(frame[c].isna().to_numpy(), dtype=bool)
+            if null.any():
+                rows = ", ".join(str(int(r)) for r in np.flatnonzero(null)[:5])
+                raise DataError(f"column {c!r} (part of the user) has {int(null.sum())} null values (first rows: "
+                                f"{rows}); set on_invalid: drop to drop them")
     roles = pd.DataFrame({c: frame[c] for c in (cols.time, cols.amount, cols.mcc) if c in frame.columns},
                          index=frame.index)
     roles[COMPOSITE_USER] = composite_user_codes(frame, cols.user_columns)

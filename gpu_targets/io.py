@@ -347,16 +347,25 @@ def write_output(table: pa.Table, path: PathLike) -> None:
         return
     import pyarrow.csv as pcsv
 
+    check_csv_writable(table.schema, path)
     for i, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
-        elif pa.types.is_nested(field.type):
-            raise DataError(f"cannot write column {field.name!r} ({field.type}) as CSV; write .parquet instead")
     with replacing(path) as tmp:
         try:
             pcsv.write_csv(table, tmp)
         except OSError as err:
             raise OSError(f"cannot write {os.fspath(path)!r}: {err.strerror or _one_line(err)}") from None
+
+
+def check_csv_writable(schema: pa.Schema, path: PathLike) -> None:
+    """DataError naming the first column CSV cannot hold (lists, structs, maps, binary)."""
+    for field in schema:
+        typ = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        if pa.types.is_nested(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ) \
+                or pa.types.is_fixed_size_binary(typ):
+            raise DataError(f"cannot write {os.fspath(path)!r} as CSV: column {field.name!r} holds {field.type}; "
+                            "write .parquet instead")
 
 
 def _one_line(err: BaseException) -> str:

@@ -318,21 +318,25 @@ class FormatOptions(_Model):
 
     #: ``sdsj2016``: the calendar date of day 0 of ``tr_datetime`` (the real one was
     #: hidden; default 1970-01-01). A date (YAML ``2014-08-01``) or an ISO string.
-    start_date: Optional[Union[_dt.date, str]] = None
+    start_date: Optional[_dt.date] = None
 
-    @field_validator("start_date")
+    @field_validator("start_date", mode="before")
     @classmethod
     def _iso_date(cls, v):
         if isinstance(v, _dt.datetime):
             raise ValueError(f"{_short(v)} is a date and time; give a date (2014-08-01)")
         if isinstance(v, str):
             try:
-                return _dt.date.fromisoformat(v)
+                v = _dt.date.fromisoformat(v)
             except ValueError:
                 raise ValueError(f"{_short(v)} is not a date (YYYY-MM-DD, e.g. 2014-08-01)") from None
-        if v is not None and not _dt.date(1678, 1, 1) <= v <= _dt.date(2200, 1, 1):
+        if isinstance(v, _dt.date) and not _dt.date(1678, 1, 1) <= v <= _dt.date(2200, 1, 1):
             raise ValueError(f"{v} is outside 1678-01-01 .. 2200-01-01")
         return v
+
+
+#: Columns an input adapter adds to the output (after the input's, before the targets).
+ADDED_COLUMNS = {"sdsj2016": ("tr_timestamp",)}
 
 
 class Config(_Model):
@@ -351,6 +355,14 @@ class Config(_Model):
         if self.format_options.start_date is not None and self.format != "sdsj2016":
             raise _KeyProblem("format_options.start_date",
                               f"start_date sets day 0 of format sdsj2016's tr_datetime, not of format {self.format}")
+        if self.format != "generic" and self.columns != Columns():
+            raise _KeyProblem("columns", f"format {self.format} reads its own columns; 'columns' is for format "
+                              "generic (name your columns there, or rename them to the format's)")
+        for i, t in enumerate(self.targets):
+            clash = [c for c in t.output_columns if c in ADDED_COLUMNS.get(self.format, ())]
+            if clash:
+                raise _KeyProblem(f"targets[{i}].name",
+                                  f"{clash[0]!r} is the column format {self.format} adds to the output; rename the target")
         return self
 
     @field_validator("timezone")
@@ -428,12 +440,16 @@ _ALLOWED_BY_KEY = {
 }
 
 
+#: The member tags pydantic puts in an error's location when a union is tried (not user keys).
+_UNION_TAGS = ("function-", "list[", "int", "str", "date")
+
+
 def _loc_to_path(loc: tuple) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-", "list[", "int", "str")) and out:
+        elif str(part).startswith(_UNION_TAGS) and out:
             continue  # union member tags added by pydantic, not user keys
         else:
             out += ("." if out else "") + str(part)
@@ -462,7 +478,6 @@ def _known_keys(loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-_UNION_TAGS = ("function-", "list[", "int", "str")
 
 
 def _did_you_mean(word: Any, candidates: list[str]) -> str:
@@ -476,23 +491,31 @@ def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
     A misspelt required key shows up as "missing" plus "unknown key" beside it: it is
     reported once, as the unknown key (what the user wrote) with the likely fix."""
     errors = err.errors(include_url=False)
-    problems: list[ConfigError] = []
     explained_missing: set = set()
     for e in errors:
         if e["type"] != "extra_forbidden":
             continue
         parent = tuple(e["loc"])[:-1]
         missing = [str(x["loc"][-1]) for x in errors if x["type"] == "missing" and tuple(x["loc"])[:-1] == parent]
-        hint = _did_you_mean(e["loc"][-1], missing) or _did_you_mean(e["loc"][-1], _known_keys(tuple(e["loc"])))
-        if missing and not hint:
-            hint = f"; missing: {', '.join(map(repr, missing))}"
-        if missing:
-            explained_missing.update((*parent, m) for m in missing)
-        e["_hint"] = hint
+        close = difflib.get_close_matches(str(e["loc"][-1]), missing, n=1, cutoff=0.6)
+        if close:  # the unknown key is the missing one misspelt: one problem, not two
+            explained_missing.add((*map(str, parent), close[0]))
+            e["_hint"] = f"; did you mean {close[0]!r}?"
+        else:
+            e["_hint"] = _did_you_mean(e["loc"][-1], _known_keys(tuple(e["loc"])))
+    # a value tried against each member of a union fails once per member: one problem
+    # per key, the most specific (deepest) member's
+    by_key: dict = {}
     for e in errors:
-        if e["type"] == "missing" and tuple(map(str, e["loc"])) in {tuple(map(str, m)) for m in explained_missing}:
+        if e["type"] == "missing" and tuple(map(str, e["loc"])) in explained_missing:
             continue
-        problems.append(_one_problem(e, raw))
+        loc = tuple(e["loc"])
+        tag = next((i for i, part in enumerate(loc) if isinstance(part, str) and part.startswith(_UNION_TAGS)
+                    and i > 0), None)
+        key = loc[:tag] if tag is not None else loc
+        if key not in by_key or len(loc) > len(by_key[key]["loc"]):
+            by_key[key] = e
+    problems = [_one_problem(e, raw) for e in by_key.values()]
     return ConfigError.of_problems(problems)
 
 

@@ -321,6 +321,10 @@ def _role_arrays(frame: pd.DataFrame, config: Config, stored_targets: bool = Fal
     check_time_range(tx, config, role_config.columns.time)
     order, offsets = group_users(tx)
     user_col = roles[role_config.columns.user].to_numpy()
+    if config.format == "generic" and isinstance(config.columns.user, list):  # a composite user: its tuple
+        parts = [frame[c].to_numpy() for c in config.columns.user]
+        user_col = np.empty(len(frame), dtype=object)
+        user_col[:] = list(zip(*parts))
     if tx.kept_rows is not None:
         user_col = user_col[tx.kept_rows]
         stored = None if stored is None else stored[tx.kept_rows]

@@ -257,7 +257,16 @@ def _bad_values(s: pd.Series, name: str, role: str, expected: str, parse) -> Dat
         return DataError(f"column {name!r} ({role}) holds strings; expected {expected}")
     shown = ", ".join(f"row {int(r)}: {_short_value(s.iloc[int(r)])}" for r in rows)
     return DataError(f"column {name!r} ({role}) has {int(bad.sum())} values that are not {expected} "
-                     f"(first: {shown})")
+                     f"(first: {shown}; rows are 0-based, a CSV file's line is row + 2)")
+
+
+def _all_numbers(s: pd.Series) -> bool:
+    """True when every non-null value of an object column is a number (``Decimal``,
+    ``int``, ``float``; not ``bool``, not a string)."""
+    import numbers
+
+    values = s.dropna()
+    return all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in values)
 
 
 def _short_value(x) -> str:
@@ -267,6 +276,8 @@ def _short_value(x) -> str:
 
 def _amount_array(s: pd.Series, name: str) -> np.ndarray:
     dt = s.dtype
+    if dt == object and _all_numbers(s):  # decimals (Parquet decimal128 read as Decimal objects), ints
+        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_string_dtype(dt) or dt == object:
         raise _bad_values(s, name, "amount", "numbers", lambda x: pd.to_numeric(x, errors="coerce"))
     if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):

@@ -99,7 +99,7 @@ def test_generate_round_trip(runner, tmp_path, config, kind):
     out = tmp_path / "out.parquet"
     result = runner.invoke(main, ["generate", source, "-c", str(config), "-o", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "6 rows, 4 targets, backend cpu" in result.stdout
+    assert "6 rows, 4 target columns, backend cpu" in result.stdout
     assert "read" in result.stdout and "compute" in result.stdout and "write" in result.stdout
 
     got = pd.read_parquet(out)
@@ -428,7 +428,7 @@ def test_generate_real_sdsj2016(runner, tmp_path):
          "--output", str(out), "--no-progress"],
     )
     assert result.exit_code == 0, result.output
-    assert "259,999 rows, 22 targets" in result.stdout
+    assert "259,999 rows, 22 target columns" in result.stdout
     got = pd.read_parquet(out)
     original = ["customer_id", "tr_datetime", "mcc_code", "tr_type", "amount", "term_id"]
     assert len(got) == 259_999

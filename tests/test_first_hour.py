@@ -350,3 +350,79 @@ def test_start_date_belongs_to_sdsj_only():
         load_config({"format_options": {"start_date": "2014-08-01"}, "targets": SDSJ_TARGETS})
     with pytest.raises(ConfigError, match="not a date"):
         load_config({"format": "sdsj2016", "format_options": {"start_date": "08/01/2014"}, "targets": SDSJ_TARGETS})
+
+
+# --------------------------------------------------------------------------- review mends
+def test_decimal_amounts_are_numbers():
+    import decimal
+
+    import pyarrow as pa
+
+    import gpu_targets
+
+    table = pa.table({"user_id": [1, 1], "timestamp": pa.array([0, 60], pa.timestamp("s")),
+                      "amount": pa.array([decimal.Decimal("1.25"), decimal.Decimal("2.50")], pa.decimal128(10, 2)),
+                      "mcc": [1, 2]})
+    out = gpu_targets.generate(table, CONFIG, backend="cpu")
+    assert out["s"].to_pylist() == [1.25, 3.75] and out["amount"].type == pa.decimal128(10, 2)
+    out = gpu_targets.generate(table.to_pandas(), CONFIG, backend="cpu")
+    assert out["s"].tolist() == [1.25, 3.75]
+
+
+def test_frames_of_other_libraries_are_refused_not_changed():
+    import gpu_targets
+    from gpu_targets.transactions import DataError
+
+    pl = pytest.importorskip("polars")
+    frame = pl.DataFrame({"user_id": [1], "timestamp": [0], "amount": [1.0], "mcc": [1],
+                          "o": pl.Series([object()], dtype=pl.Object)})
+    with pytest.raises(DataError, match="column 'o' holds Python objects"):
+        gpu_targets.generate(frame, {**load_config(CONFIG).model_dump(), "time_unit": "s"}, backend="cpu")
+    duckdb = pytest.importorskip("duckdb")
+    with pytest.raises(DataError, match="duckdb"):
+        gpu_targets.generate(duckdb.sql("select 1 as user_id"), CONFIG, backend="cpu")
+
+
+def test_composite_user_null_names_the_users_column_and_other_formats_refuse_columns():
+    import gpu_targets
+    from gpu_targets.transactions import DataError
+
+    frame = _cards()
+    frame["card"] = frame["card"].astype("Int64")
+    frame.loc[3, "card"] = pd.NA
+    with pytest.raises(DataError, match=r"column 'card' \(part of the user\) has 1 null values \(first rows: 3\)"):
+        gpu_targets.generate(frame, COMPOSITE, backend="cpu")
+    with pytest.raises(ConfigError, match="format tabformer reads its own columns"):
+        load_config({**COMPOSITE, "format": "tabformer"})
+    with pytest.raises(ConfigError, match="tr_timestamp"):
+        load_config({"format": "sdsj2016", "targets": [
+            {"name": "tr_timestamp", "agg": "sum", "window": {"period": "day", "mode": "expanding"}}]})
+
+
+def test_csv_output_checks_come_before_the_work(tmp_path):
+    frame = _tx().assign(blob=[b"\xff", b"a", b"b"])
+    write_parquet(frame, tmp_path / "tx.parquet")
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    result = CliRunner().invoke(main, ["generate", str(tmp_path / "tx.parquet"), "-c", str(tmp_path / "c.yaml"),
+                                       "-o", str(tmp_path / "out.csv")])
+    (line,) = _errors(result)
+    assert "column 'blob'" in line and ".parquet" in line
+    result = CliRunner().invoke(main, ["generate", str(tmp_path / "tx.parquet"), "-c", str(tmp_path / "c.yaml"),
+                                       "-o", str(tmp_path / "out.csv"), "--scheduler", "local"])
+    (line,) = _errors(result)
+    assert "directory of Parquet files" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "tx.parquet"]
+
+
+def test_one_mistake_is_one_problem_even_in_a_union():
+    for raw in ({"targets": [{"name": "t", "agg": "sum", "mcc": "5411", "window": {"period": "day", "mode": "full"}}]},
+                {"columns": {"user": [1, "b"]}, "targets": [{"name": "t", "agg": "sum",
+                                                           "window": {"period": "day", "mode": "full"}}]},
+                {"format": "sdsj2016", "format_options": {"start_date": "1500-01-01"}, "targets": [
+                    {"name": "t", "agg": "sum", "window": {"period": "day", "mode": "full"}}]}):
+        with pytest.raises(ConfigError) as info:
+            load_config(raw)
+        assert len(info.value.problems) == 1, str(info.value)
+    with pytest.raises(ConfigError) as info:  # an unknown key beside a missing one it is not a typo of
+        load_config("targets:\n  - {name: a, agg: sum, fil: 0}\n")
+    assert len(info.value.problems) == 2 and "'fill'" in str(info.value) and "window" in str(info.value)

@@ -194,3 +194,26 @@ def test_streaming_precomputed_targets_equal_on_the_fly(tmp_path):
     b = pre.collate(list(pre))
     assert a["user"] == b["user"]
     torch.testing.assert_close(a["targets"], b["targets"])
+
+
+def test_composite_users_in_the_feed(tmp_path):
+    """Each (client, card) pair is one item, named by its tuple; its targets are those of
+    generate(); the streaming dataset, which splits by one user column, refuses them."""
+    from gpu_targets.io import write_parquet
+    from gpu_targets.transactions import DataError
+
+    f = synthetic_transactions(n_users=6, tx_per_user=40, seed=2).rename(columns={"user_id": "client"})
+    f["card"] = (np.arange(len(f)) % 2).astype(np.int64)
+    cfg = load_config({"columns": {"user": ["client", "card"]}, "targets": [
+        {"name": "s", "agg": "sum", "window": {"duration": "7d", "mode": "trailing"}}]})
+    ds = SequenceDataset(f, cfg)
+    assert len(ds) == f.groupby(["client", "card"]).ngroups == 12
+    want = generate(f, cfg, backend="cpu")
+    for i in range(len(ds)):
+        client, card = ds[i]["user"]
+        rows = want[(want["client"] == client) & (want["card"] == card)].sort_values("timestamp", kind="stable")
+        batch = ds.collate([ds[i]])
+        np.testing.assert_allclose(batch["targets"][0, : len(rows), 0].numpy(), rows["s"].to_numpy(), rtol=1e-6)
+    write_parquet(f, tmp_path / "tx.parquet")
+    with pytest.raises(DataError, match="composite user"):
+        IterableSequenceDataset(tmp_path / "tx.parquet", cfg)

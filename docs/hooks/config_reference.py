@@ -56,7 +56,7 @@ MEANINGS = {
     "`tr_datetime` parsed from it.",
     (Config, "targets"): "The targets, at least one; their output columns follow the input's columns in this order.",
     (Columns, "user"): "The entity whose history is aggregated (card, client, account): integers or strings; a "
-    "list of columns (`[User, Card]`) makes each distinct tuple of their values one user.",
+    "list of columns (`[client, card]`) makes each distinct tuple of their values one user (format generic).",
     (Columns, "time"): "datetime64 (any unit; naive = UTC), ISO-8601 strings, or integers with `time_unit`.",
     (Columns, "amount"): "The aggregated value: integers or floats; a null amount contributes to no window.",
     (Columns, "mcc"): "Merchant category code (integer); a null matches no `mcc:` filter.",
