@@ -319,10 +319,8 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     if cfg.format != "generic":
         raise DataError(f"format {cfg.format} needs a pandas frame: pass frame.to_pandas()")
     cols = cfg.columns
-    if isinstance(cols.user, list):
-        raise DataError(f"a composite user ({cols.user}) on a cudf.DataFrame is not supported yet: "
-                        "combine the columns into one (or pass frame.to_pandas())")
-    for c in (cols.user, cols.time, cols.amount, cols.mcc):
+    users = cols.user_columns  # one, or the parts of a composite user
+    for c in (*users, cols.time, cols.amount, cols.mcc):
         if c not in frame.columns:
             from .formats import missing_column
 
@@ -330,17 +328,18 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     clash = [c for c in cfg.output_columns if c in frame.columns]
     if clash:
         raise DataError(f"target column {clash[0]!r} already exists in the input; rename the target")
-    for c in (cols.user, cols.time):
+    for c in (*users, cols.time):
         n_null = int(frame[c].isnull().sum())
         if n_null and cfg.on_invalid == "error":
             raise DataError(f"column {c!r} has {n_null} null values; set on_invalid: drop to drop them")
     if cfg.on_invalid == "drop":
-        frame = frame.dropna(subset=[cols.user, cols.time]).reset_index(drop=True)
+        frame = frame.dropna(subset=[*users, cols.time]).reset_index(drop=True)
     engine = engines.get("cuda")
     xp = engine.xp
 
-    user = frame[cols.user]
-    if user.dtype.kind in "iu":
+    if len(users) > 1:  # a composite user: one code per distinct tuple (cuDF and pandas: GroupBy.ngroup)
+        user_values = _device_values(frame.groupby(users, sort=True).ngroup(), "int64", 0)
+    elif (user := frame[cols.user]).dtype.kind in "iu":
         user_values = _device_values(user, "int64", 0)
     elif user.dtype.kind in "OU" or str(user.dtype) in ("category", "string", "str"):
         user_values = xp.asarray(user.factorize()[0])  # codes: CuPy array (cuDF), NumPy (pandas)

@@ -364,6 +364,21 @@ def test_device_frame_path_drops_null_users_and_reads_integer_times():
         api._generate_on_device(df, cfg, backend="cpu")
 
 
+@_cuda
+def test_device_frame_path_with_a_composite_user():
+    from gpu_targets import api
+
+    df = _frame(n_users=3, rows=12, seed=8)
+    df["card"] = (np.arange(len(df)) % 2).astype(np.int64)
+    cfg = load_config({"columns": {"user": ["user_id", "card"]}, "time_unit": "D", "targets": [
+        T("s", "sum", WINDOWS["trailing"]), T("n", "count", WINDOWS["expanding"])]})
+    got = api._generate_on_device(df, cfg)
+    ref = generate(df, cfg, backend="reference")
+    pd.testing.assert_frame_equal(got[list(df.columns)], df)
+    for c in cfg.output_columns:
+        assert_close(np.asarray(got[c]), ref[c].to_numpy())
+
+
 # --------------------------------------------------------------------------- torch device feed
 
 
