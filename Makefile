@@ -64,8 +64,8 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_cpu.py --quick
 
-# Numba's on-disk cache is keyed on the file of the jitted function only; clear it after
-# editing a helper module (engines/elementwise.py, calendar.py).
+# Numba's on-disk cache of the kernels (keyed on every engine source by
+# gpu_targets/kernel_cache.py, so an edit never loads stale code; this frees the space).
 clean-cache:
 	find gpu_targets -name '*.nbi' -delete -o -name '*.nbc' -delete
 

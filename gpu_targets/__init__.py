@@ -5,9 +5,13 @@ time window, filtered by merchant category code (MCC): see ``SPEC.md`` and
 :func:`generate`.
 """
 
-from .api import compute_targets, generate
-from .spec import Config, ConfigError, Target, Window, load_config
-from .transactions import DataError
+from . import kernel_cache
+
+kernel_cache.install()  # before any kernel is defined: the cache is keyed on every engine source
+
+from .api import compute_targets, generate  # noqa: E402
+from .spec import Config, ConfigError, Target, Window, load_config  # noqa: E402
+from .transactions import DataError  # noqa: E402
 
 __all__ = [
     "Config", "ConfigError", "DataError", "Target", "Window", "compute_targets", "generate", "load_config", "to_torch",
