@@ -50,8 +50,16 @@ def _compute(transactions, config, backend, progress):
     check_time_range(tx, cfg, role_cfg.columns.time)
     if tx.kept_rows is not None:
         log.warning("on_invalid: drop dropped %d rows with a null user or time", len(roles) - len(tx))
-    engine = engines.get(engines.resolve(backend))
+    name = engines.resolve(backend)
+    engine = engines.get(name)
+    if name == "cpu" and engine.needs_compile():
+        log.info(COMPILING)
     return engine.compute(tx, cfg, progress), tx.kept_rows, cfg, added_columns(roles, cfg)
+
+
+#: What a first run says before the cpu engine compiles its kernels.
+COMPILING = ("compiling the cpu engine's kernels once (about a minute on 2 cores; cached on disk "
+             "afterwards, loaded in about a second)")
 
 
 def _plain_role_columns(frame, cfg: Config):

@@ -64,3 +64,48 @@ def test_install_is_idempotent():
 @pytest.mark.parametrize("path,inside", [("engines/cpu.py", True), ("../setup.py", False)])
 def test_only_the_package_files_are_claimed(path, inside):
     assert kernel_cache._in_package(str(kernel_cache.PACKAGE / path)) is inside
+
+
+def test_a_cold_cache_is_announced_before_compiling(tmp_path, monkeypatch):
+    """The CLI prints one line before the kernels compile and the API logs it at INFO;
+    nothing when they are cached (the state is read from the cache index, not guessed)."""
+    import logging
+
+    from click.testing import CliRunner
+
+    from gpu_targets.cli import main
+    from gpu_targets.datasets import synthetic_transactions
+    from gpu_targets.io import write_parquet
+
+    write_parquet(synthetic_transactions(3, 8, seed=0), tmp_path / "tx.parquet")
+    (tmp_path / "c.yaml").write_text("targets:\n  - {name: s, agg: sum, window: {period: day, mode: expanding}}\n")
+    args = ["generate", str(tmp_path / "tx.parquet"), "-c", str(tmp_path / "c.yaml"), "-o", str(tmp_path / "o.parquet")]
+    warm = CliRunner().invoke(main, args)
+    assert warm.exit_code == 0 and "compiling" not in warm.stderr
+    assert not cpu.needs_compile()
+    monkeypatch.setattr(cpu, "needs_compile", lambda: True)  # as in a fresh environment
+    cold = CliRunner().invoke(main, args)
+    assert cold.exit_code == 0 and "compiling the cpu engine's kernels once" in cold.stderr
+    logger = logging.getLogger("gpu_targets")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        gpu_targets.generate(synthetic_transactions(3, 8, seed=0), tmp_path / "c.yaml", backend="cpu")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert any("compiling the cpu engine's kernels" in r.getMessage() for r in records)
+
+
+def test_needs_compile_reads_the_index_of_the_current_sources(monkeypatch):
+    from types import SimpleNamespace
+
+    # as in a new process: nothing loaded yet, the disk cache as it is
+    monkeypatch.setattr(cpu, "_user_targets", SimpleNamespace(signatures=[], py_func=cpu._user_targets.py_func))
+    assert not cpu.needs_compile()  # the disk cache holds it
+    monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: "another version of the sources")
+    assert cpu.needs_compile()
