@@ -54,7 +54,7 @@ def _compute(transactions, config, backend, progress):
     engine = engines.get(name)
     if name == "cpu" and engine.needs_compile():
         log.info(COMPILING)
-    return engine.compute(tx, cfg, progress), tx.kept_rows, cfg, added_columns(roles, cfg)
+    return engine.compute(tx, cfg, progress=progress), tx.kept_rows, cfg, added_columns(roles, cfg)
 
 
 #: What a first run says before the cpu engine compiles its kernels.

@@ -176,13 +176,13 @@ class _SlowEngine:
     @staticmethod
     def compute(tx, config, progress=None):
         time.sleep(0.3)
-        return engines.get("cpu").compute(tx, config, progress)
+        return engines.get("cpu").compute(tx, config, progress=progress)
 
 
 def _register_slow():
     import sys
 
-    engines.register("slow_cpu", lambda: sys.modules[__name__]._SlowEngine)
+    engines.register("slow_cpu", lambda: sys.modules[__name__]._SlowEngine, replace=True)  # restarted workers too
 
 
 class _RegisterSlow(WorkerPlugin):
@@ -202,7 +202,7 @@ def slow_engine():
 def _register_worker_only():
     import importlib
 
-    engines.register("worker_only_cpu", lambda: importlib.import_module("gpu_targets.engines.cpu"))
+    engines.register("worker_only_cpu", lambda: importlib.import_module("gpu_targets.engines.cpu"), replace=True)
 
 
 def test_backend_is_resolved_on_the_workers(client, random_input, tmp_path):

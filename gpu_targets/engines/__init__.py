@@ -1,10 +1,11 @@
-"""Engine registry: name -> loader of a module with ``compute(tx, config, progress=None)``.
+"""Engine registry: name -> loader of a module implementing :class:`Engine`.
 
 An engine turns :class:`~gpu_targets.transactions.Transactions` and a
 :class:`~gpu_targets.spec.Config` into a ``float32 [n_target_columns, n]`` array in
-input row order. Engines are imported lazily, so a missing optional dependency of one
-engine (numba.cuda, CuPy) never breaks another. A new engine joins every
-backend-parametrised test by registering here.
+input row order (:class:`Engine`). Engines are imported lazily, so a missing optional
+dependency of one engine (numba.cuda, CuPy) never breaks another. A new engine joins
+every backend-parametrised test by registering here; :func:`get` checks what its
+``compute`` returns.
 """
 
 from __future__ import annotations
@@ -12,19 +13,61 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-from types import ModuleType
-from typing import Callable
+from typing import Any, Callable, Optional, Protocol
 
-__all__ = ["available", "get", "register", "resolve"]
+import numpy as np
+
+__all__ = ["Engine", "available", "get", "register", "resolve"]
 
 log = logging.getLogger("gpu_targets")
 
-_REGISTRY: dict[str, Callable[[], ModuleType]] = {}
+_REGISTRY: dict[str, Callable[[], Any]] = {}
 
 
-def register(name: str, loader: Callable[[], ModuleType]) -> None:
-    """Register an engine under ``name``; ``loader()`` returns its module."""
+class Engine(Protocol):
+    """What every engine module provides (``reference``, ``cpu``, ``cuda``)."""
+
+    def compute(self, tx, config, progress: Optional[Callable[[int], None]] = None, *,
+                out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Targets of ``config`` for ``tx``: ``float32 [len(config.output_columns), len(tx)]``
+        in input row order (``out`` when given: written there and returned); ``progress``
+        is called with the number of transactions finished."""
+
+
+def register(name: str, loader: Callable[[], Any], *, replace: bool = False) -> None:
+    """Register an engine under ``name``; ``loader()`` returns its module (an :class:`Engine`).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is already registered and ``replace`` is not set (an engine is never
+        replaced by accident).
+    """
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"an engine named {name!r} is already registered; pass replace=True to replace it")
     _REGISTRY[name] = loader
+
+
+class _Checked:
+    """An engine module whose ``compute`` results are checked (dtype, shape); every other
+    attribute is the module's own."""
+
+    def __init__(self, name: str, module):
+        self._name, self._module = name, module
+
+    def __getattr__(self, attr):
+        return getattr(self._module, attr)
+
+    def compute(self, tx, config, *args, **kwargs):
+        result = self._module.compute(tx, config, *args, **kwargs)
+        want = (len(config.output_columns), len(tx))
+        if getattr(result, "dtype", None) != np.float32 or tuple(getattr(result, "shape", ())) != want:
+            raise RuntimeError(f"engine {self._name!r} returned {getattr(result, 'dtype', type(result).__name__)} "
+                               f"{tuple(getattr(result, 'shape', ()))}; an engine returns float32 {want}")
+        return result
+
+    def __repr__(self) -> str:
+        return f"<engine {self._name!r}: {self._module!r}>"
 
 
 def available() -> list[str]:
@@ -32,8 +75,9 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> ModuleType:
-    """The engine module registered as ``name``.
+def get(name: str):
+    """The engine registered as ``name``: its module, whose ``compute`` results are
+    checked (``float32 [n_target_columns, n]``, else RuntimeError naming the engine).
 
     Raises
     ------
@@ -44,7 +88,7 @@ def get(name: str) -> ModuleType:
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; known: auto, {', '.join(available())}")
-    return _REGISTRY[name]()
+    return _Checked(name, _REGISTRY[name]())
 
 
 def resolve(name: str, data_on_device: bool = False) -> str:

@@ -131,7 +131,7 @@ def _aggregate(target: Target, values: np.ndarray) -> list[float]:
     return [_sample_std(values)]
 
 
-def compute(tx: Transactions, config: Config, progress=None) -> np.ndarray:
+def compute(tx: Transactions, config: Config, progress=None, *, out: np.ndarray = None) -> np.ndarray:
     """All targets of ``config`` for every transaction, by the definition.
 
     Parameters
@@ -141,14 +141,26 @@ def compute(tx: Transactions, config: Config, progress=None) -> np.ndarray:
     config : Config
     progress : callable(int) or None
         Called with the number of rows finished after each user.
+    out : ndarray of float32, shape (n_target_columns, n), optional
+        Where to write (any strides).
 
     Returns
     -------
     ndarray of float32, shape (n_target_columns, n)
-        Row ``c`` is output column ``config.output_columns[c]``, in input row order.
+        Row ``c`` is output column ``config.output_columns[c]``, in input row order
+        (``out`` when given).
+
+    Raises
+    ------
+    ValueError
+        ``out`` of another dtype or shape.
     """
     n = len(tx)
-    out = np.empty((len(config.output_columns), n), dtype=np.float32)
+    shape = (len(config.output_columns), n)
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out has dtype {out.dtype} and shape {out.shape}; expected float32 {shape}")
     time_ns = tx.time_ns
     local = local_wall_clock_ns(time_ns, config.timezone)
     used_periods = {t.window.period for t in config.targets if t.window.period is not None}
