@@ -62,7 +62,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from . import engines
 from .forksafe import parallel_njit
-from .engines.cpu import group_users
+from .engines.grouping import group_users
 from .api import check_time_range
 from .formats import to_roles
 from .spec import Config, load_config
