@@ -7,9 +7,10 @@ or ``calendar.py`` was loaded from the cache unchanged after that helper was edi
 
 The locators below replace Numba's for the package's own files: their source stamp is
 one hash of every module that holds or feeds jitted code (:data:`ENGINE_SOURCES`), so
-editing any of them recompiles every kernel on the next call. The cache lives in the
-module's ``__pycache__`` where that is writable, else in the user-wide cache directory
-Numba uses for read-only installs (``~/.cache/numba`` on Linux). Installed when
+editing any of them recompiles every kernel on the next call. The cache lives where
+Numba would put it: ``NUMBA_CACHE_DIR`` when set, else the module's ``__pycache__``
+where that is writable, else the user-wide cache directory Numba uses for read-only
+installs (``~/.cache/numba`` on Linux). Installed when
 gpu_targets is imported, before any kernel is defined.
 """
 from __future__ import annotations
@@ -59,6 +60,10 @@ class _EngineStamp:
         return super().from_function(py_func, py_file)
 
 
+class UserProvidedLocator(_EngineStamp, caching.UserProvidedCacheLocator):
+    """``NUMBA_CACHE_DIR``, when set (as Numba's own order has it)."""
+
+
 class InPackageLocator(_EngineStamp, caching.InTreeCacheLocator):
     """The module's ``__pycache__``, when writable."""
 
@@ -70,6 +75,6 @@ class UserWideLocator(_EngineStamp, caching.UserWideCacheLocator):
 def install() -> None:
     """Put the locators first in Numba's list (idempotent)."""
     classes = caching.CacheImpl._locator_classes
-    for cls in (UserWideLocator, InPackageLocator):  # InPackageLocator ends up first
+    for cls in (UserWideLocator, InPackageLocator, UserProvidedLocator):  # the last one ends up first
         if cls not in classes:
             classes.insert(0, cls)

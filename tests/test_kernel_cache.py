@@ -15,7 +15,8 @@ from gpu_targets.engines import cpu
 def test_package_kernels_use_the_engine_source_locator():
     for dispatcher in (cpu._user_targets, cpu._kernel.parallel, cpu._kernel.serial):
         locator = dispatcher._cache._impl._locator
-        assert isinstance(locator, (kernel_cache.InPackageLocator, kernel_cache.UserWideLocator))
+        assert isinstance(locator, (kernel_cache.UserProvidedLocator, kernel_cache.InPackageLocator,
+                                    kernel_cache.UserWideLocator))
         assert locator.get_source_stamp() == kernel_cache.engine_source_stamp()
 
 
@@ -58,7 +59,9 @@ def test_install_is_idempotent():
     kernel_cache.install()
     kernel_cache.install()
     classes = caching.CacheImpl._locator_classes
-    assert classes[0] is kernel_cache.InPackageLocator and classes.count(kernel_cache.InPackageLocator) == 1
+    assert classes[:3] == [kernel_cache.UserProvidedLocator, kernel_cache.InPackageLocator,
+                           kernel_cache.UserWideLocator]
+    assert classes.count(kernel_cache.InPackageLocator) == 1
 
 
 @pytest.mark.parametrize("path,inside", [("engines/cpu.py", True), ("../setup.py", False)])
