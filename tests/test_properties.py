@@ -290,7 +290,7 @@ def test_user_time_scan_matches_numpy(rows, sort):
 def test_stable_argsort_matches_numpy(values):
     """The radix argsort of the time sort inside users: numpy's stable argsort, for ties,
     negative times, one pass or many, and ranges that overflow int64."""
-    from gpu_targets.engines.cpu import _stable_argsort
+    from gpu_targets.engines.grouping import _stable_argsort
 
     t = np.array(values, dtype=np.int64)
     np.testing.assert_array_equal(_stable_argsort(t), np.argsort(t, kind="stable"))
