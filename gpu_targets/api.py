@@ -346,7 +346,7 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
     xp = engine.xp
 
     if len(users) > 1:  # a composite user: one code per distinct tuple (cuDF and pandas: GroupBy.ngroup)
-        user_values = _device_values(frame.groupby(users, sort=True).ngroup(), "int64", 0)
+        user_values = _device_values(frame.groupby(users, sort=True, dropna=True, observed=True).ngroup(), "int64", 0)
     elif (user := frame[cols.user]).dtype.kind in "iu":
         user_values = _device_values(user, "int64", 0)
     elif user.dtype.kind in "OU" or str(user.dtype) in ("category", "string", "str"):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from numba.core import caching
 
-__all__ = ["ENGINE_SOURCES", "engine_source_stamp", "install"]
+__all__ = ["ENGINE_SOURCES", "engine_source_stamp", "install", "install_cuda"]
 
 PACKAGE = Path(__file__).resolve().parent
 #: Modules (relative to the package) whose content any cached kernel may depend on:
@@ -29,11 +29,23 @@ PACKAGE = Path(__file__).resolve().parent
 ENGINE_SOURCES = ("engines/*.py", "calendar.py", "transactions.py", "torch.py", "buffers.py", "forksafe.py")
 
 
-@functools.lru_cache(maxsize=None)
 def engine_source_stamp(root: Path = PACKAGE, patterns: tuple = ENGINE_SOURCES) -> str:
-    """SHA-256 over the names and contents of the engine sources (sorted), once per process."""
+    """SHA-256 over the names and contents of the engine sources (sorted); recomputed
+    when a file's modification time or size changes (an edit then ``importlib.reload``
+    in a notebook gets the new stamp). Empty string when no source file is there (a
+    frozen or sourceless install: the function's own stamp then decides)."""
+    files = sorted({p for pattern in patterns for p in root.glob(pattern)})
+    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    return _hash_files(Path(root), key)
+
+
+@functools.lru_cache(maxsize=None)
+def _hash_files(root: Path, key: tuple) -> str:
+    if not key:
+        return ""
     digest = hashlib.sha256()
-    for path in sorted({p for pattern in patterns for p in root.glob(pattern)}):
+    for name, _, _ in key:
+        path = Path(name)
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -48,10 +60,11 @@ def _in_package(py_file: str) -> bool:
 
 
 class _EngineStamp:
-    """Source stamp of every engine source instead of the function's own file."""
+    """Source stamp: every engine source, and the function's own file (Numba's stamp),
+    so a module outside :data:`ENGINE_SOURCES` is still keyed on its own content."""
 
     def get_source_stamp(self):
-        return engine_source_stamp()
+        return engine_source_stamp(), super().get_source_stamp()
 
     @classmethod
     def from_function(cls, py_func, py_file):
@@ -74,7 +87,33 @@ class UserWideLocator(_EngineStamp, caching.UserWideCacheLocator):
 
 def install() -> None:
     """Put the locators first in Numba's list (idempotent)."""
-    classes = caching.CacheImpl._locator_classes
-    for cls in (UserWideLocator, InPackageLocator, UserProvidedLocator):  # the last one ends up first
+    _insert(caching.CacheImpl._locator_classes, (UserWideLocator, InPackageLocator, UserProvidedLocator))
+
+
+def _insert(classes: list, ours: tuple) -> None:
+    for cls in ours:  # the last one ends up first
         if cls not in classes:
             classes.insert(0, cls)
+
+
+_CUDA_LOCATORS: tuple = ()
+
+
+def install_cuda() -> None:
+    """The same for numba-cuda's ``cache=True`` kernels, which numba-cuda locates with a
+    list of its own (``numba.cuda.core.caching``, numba-cuda >= 0.20): its kernels inline
+    device functions built from ``elementwise.py`` and ``calendar.py``. Called by
+    ``engines/cuda.py`` before it defines a kernel (importing gpu_targets alone never
+    imports numba.cuda). A numba-cuda without that module keeps its own locators."""
+    global _CUDA_LOCATORS
+    try:
+        from numba.cuda.core import caching as cuda_caching
+
+        classes = cuda_caching.CacheImpl._locator_classes
+        bases = (cuda_caching._UserWideCacheLocator, cuda_caching._InTreeCacheLocator,
+                 cuda_caching._UserProvidedCacheLocator)
+    except (ImportError, AttributeError):  # an older numba-cuda: its own keying stays
+        return
+    if not _CUDA_LOCATORS:
+        _CUDA_LOCATORS = tuple(type(f"Cuda{base.__name__.lstrip('_')}", (_EngineStamp, base), {}) for base in bases)
+    _insert(classes, _CUDA_LOCATORS)

@@ -57,3 +57,14 @@ def test_get_checks_what_an_engine_returns():
             engines.get("wrong").compute(_tx(), CFG)
     finally:
         engines._REGISTRY.pop("wrong")
+
+
+def test_the_checked_engine_copies_and_pickles():
+    import copy
+    import pickle
+
+    engine = engines.get("cpu")
+    assert copy.copy(engine).compute is not None
+    again = pickle.loads(pickle.dumps(engine))
+    np.testing.assert_array_equal(again.compute(_tx(), CFG), engine.compute(_tx(), CFG))
+    assert pickle.loads(pickle.dumps(engine.compute))(_tx(), CFG).shape == (3, 64)

@@ -17,19 +17,19 @@ def test_package_kernels_use_the_engine_source_locator():
         locator = dispatcher._cache._impl._locator
         assert isinstance(locator, (kernel_cache.UserProvidedLocator, kernel_cache.InPackageLocator,
                                     kernel_cache.UserWideLocator))
-        assert locator.get_source_stamp() == kernel_cache.engine_source_stamp()
+        assert locator.get_source_stamp()[0] == kernel_cache.engine_source_stamp()
 
 
 def test_the_stamp_covers_the_helper_modules(tmp_path):
     root = tmp_path / "pkg"
     shutil.copytree(kernel_cache.PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    before = kernel_cache.engine_source_stamp.__wrapped__(root)
+    before = kernel_cache.engine_source_stamp(root)
     helper = root / "engines" / "elementwise.py"
     helper.write_text(helper.read_text() + "\n# edited\n")
-    assert kernel_cache.engine_source_stamp.__wrapped__(root) != before
+    assert kernel_cache.engine_source_stamp(root) != before
     (root / "cli.py").write_text("# not an engine source\n")
     helper.write_text(helper.read_text().replace("\n# edited\n", ""))
-    assert kernel_cache.engine_source_stamp.__wrapped__(root) == before
+    assert kernel_cache.engine_source_stamp(root) == before
 
 
 def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeypatch):
@@ -48,7 +48,7 @@ def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeyp
     shutil.copytree(kernel_cache.PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
     helper = root / "engines" / "elementwise.py"
     helper.write_text(helper.read_text() + "\n# edited\n")
-    edited = kernel_cache.engine_source_stamp.__wrapped__(root)
+    edited = kernel_cache.engine_source_stamp(root)
     monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: edited)
     assert FunctionCache(cpu._user_targets.py_func)._cache_file._load_index() == {}
 
@@ -109,6 +109,40 @@ def test_needs_compile_reads_the_index_of_the_current_sources(monkeypatch):
 
     # as in a new process: nothing loaded yet, the disk cache as it is
     monkeypatch.setattr(cpu, "_user_targets", SimpleNamespace(signatures=[], py_func=cpu._user_targets.py_func))
+    unloaded = SimpleNamespace(signatures=[])
+    monkeypatch.setattr(cpu, "_kernel", SimpleNamespace(parallel=unloaded, serial=unloaded))
+    monkeypatch.setattr(cpu, "_KERNELS_READY", False)
     assert not cpu.needs_compile()  # the disk cache holds it
+    monkeypatch.setattr(cpu, "_KERNELS_READY", False)
     monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: "another version of the sources")
     assert cpu.needs_compile()
+
+
+def test_the_stamp_follows_an_edit_in_the_same_process(tmp_path):
+    """A notebook that edits a helper and reloads gets the new stamp (the memo is keyed
+    on the files' modification times and sizes)."""
+    import os
+
+    root = tmp_path / "pkg"
+    shutil.copytree(kernel_cache.PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    before = kernel_cache.engine_source_stamp(root)
+    helper = root / "calendar.py"
+    helper.write_text(helper.read_text() + "\n# edited\n")
+    os.utime(helper, ns=(helper.stat().st_atime_ns, helper.stat().st_mtime_ns + 10**9))
+    assert kernel_cache.engine_source_stamp(root) != before
+    assert kernel_cache.engine_source_stamp(tmp_path / "empty") == ""  # no sources: the own-file stamp decides
+
+
+def test_the_cuda_kernels_are_keyed_on_every_engine_source():
+    """numba-cuda locates its cache with a list of its own; engines/cuda.py installs the
+    same stamp there before defining a kernel."""
+    dispatcher = pytest.importorskip("numba.cuda.dispatcher")
+    pytest.importorskip("numba.cuda.core.caching")
+    import types
+
+    path = kernel_cache.PACKAGE / "engines" / "cuda.py"
+    code = compile(path.read_text(), str(path), "exec")
+    kernel_code = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == "_scan")
+    kernel_cache.install_cuda()
+    locator = dispatcher.CUDACacheImpl(types.FunctionType(kernel_code, {}, "_scan"))._locator
+    assert locator.get_source_stamp()[0] == kernel_cache.engine_source_stamp()

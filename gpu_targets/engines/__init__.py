@@ -56,7 +56,12 @@ class _Checked:
         self._name, self._module = name, module
 
     def __getattr__(self, attr):
+        if attr.startswith("__") or attr in ("_name", "_module"):  # copy/pickle probe a bare instance
+            raise AttributeError(attr)
         return getattr(self._module, attr)
+
+    def __reduce__(self):  # by name: the receiving process looks the engine up in its own registry
+        return get, (self._name,)
 
     def compute(self, tx, config, *args, **kwargs):
         result = self._module.compute(tx, config, *args, **kwargs)

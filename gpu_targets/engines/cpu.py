@@ -1573,14 +1573,20 @@ def needs_compile() -> bool:
     """True when the per-user kernel is neither loaded in this process nor in Numba's disk
     cache (for the current engine sources): the next :func:`compute` compiles, about a
     minute on 2 cores. Reads the cache's small index file, nothing is compiled."""
-    if _user_targets.signatures:
+    global _KERNELS_READY
+    if _KERNELS_READY or _user_targets.signatures or _kernel.parallel.signatures or _kernel.serial.signatures:
         return False
     from numba.core.caching import FunctionCache
 
     try:
-        return not FunctionCache(_user_targets.py_func)._cache_file._load_index()
+        cold = not FunctionCache(_user_targets.py_func)._cache_file._load_index()
     except Exception:  # an unreadable cache: Numba will compile
         return True
+    _KERNELS_READY = not cold  # read the index once per process
+    return cold
+
+
+_KERNELS_READY = False
 
 
 def compute(

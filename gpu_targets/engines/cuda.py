@@ -86,6 +86,10 @@ else:  # gpu
         raise ImportError("the cuda engine needs CuPy on a GPU: pip install 'gpu_targets[cu12]' "
                           "(or [cu13])") from None
 
+from ..kernel_cache import install_cuda  # noqa: E402
+
+install_cuda()  # before any kernel: numba-cuda's disk cache keyed on every engine source
+
 from ..calendar import utc_offset_table  # noqa: E402
 from ..spec import Config  # noqa: E402
 from ..transactions import Transactions  # noqa: E402
