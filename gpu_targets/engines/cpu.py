@@ -63,6 +63,7 @@ from .grouping import readonly as _ro
 from .elementwise import (
     PREFIX_ERROR,
     compensated_add,
+    direct_sum_add,
     dd_add,
     dd_add_dd,
     finish_direct_sum,
@@ -993,14 +994,7 @@ def _direct_sum(vv, a, b, absf):
     n_pos = 0
     n_neg = 0
     for j in range(a, b):
-        x = abs(vv[j]) if absf else vv[j]
-        if x == np.inf:
-            n_pos += 1
-        elif x == -np.inf:
-            n_neg += 1
-        else:
-            s, c = compensated_add(s, c, x)
-            qs, qc = compensated_add(qs, qc, x * 0.25)
+        s, c, qs, qc, n_pos, n_neg = direct_sum_add(s, c, qs, qc, n_pos, n_neg, abs(vv[j]) if absf else vv[j])
     return finish_direct_sum(s, c, qs, qc, n_pos, n_neg)
 
 

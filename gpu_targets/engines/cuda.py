@@ -95,6 +95,7 @@ from ..spec import Config  # noqa: E402
 from ..transactions import Transactions  # noqa: E402
 from .cuda_functions import (  # noqa: E402
     compensated_add,
+    direct_sum_add,
     dd_add_dd,
     finish_direct_sum,
     moments_result,
@@ -467,13 +468,7 @@ def _window_direct(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit,
             x = abs(a) if absf else a
             n += 1
             scale = max(scale, abs(x))
-            if x == math.inf:
-                n_pos += 1
-            elif x == -math.inf:
-                n_neg += 1
-            else:
-                s, c = compensated_add(s, c, x)
-                qs, qc = compensated_add(qs, qc, x * 0.25)
+            s, c, qs, qc, n_pos, n_neg = direct_sum_add(s, c, qs, qc, n_pos, n_neg, x)
     if not want_std:
         return finish_direct_sum(s, c, qs, qc, n_pos, n_neg)
     if n_pos + n_neg > 0:

@@ -165,6 +165,20 @@ def std_is_trusted(n, std, w1, s1a, s1b, s2a, s2b):
 
 
 @register_jitable
+def direct_sum_add(s, c, scaled_s, scaled_c, n_pos_inf, n_neg_inf, x):
+    """One value into :func:`finish_direct_sum`'s state: infinities counted, finite values
+    added to the plain and the 1/4-scaled compensated sums. Returns the new state."""
+    if x == math.inf:
+        n_pos_inf += 1
+    elif x == -math.inf:
+        n_neg_inf += 1
+    else:
+        s, c = compensated_add(s, c, x)
+        scaled_s, scaled_c = compensated_add(scaled_s, scaled_c, x * 0.25)
+    return s, c, scaled_s, scaled_c, n_pos_inf, n_neg_inf
+
+
+@register_jitable
 def finish_direct_sum(s, c, scaled_s, scaled_c, n_pos_inf, n_neg_inf):
     """A window's sum from two compensated passes over its finite values, plain and
     times 1/4, and its counts of +inf and -inf (kept out of the passes, where they would
