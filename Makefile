@@ -28,6 +28,8 @@ demo: $(STAMP)
 # second run: `make gpu-check` under numba's CUDA simulator (no GPU needed): the cuda
 # engine's gpu-marked tests, the engine against reference, the torch device feed and the
 # benchmark script, all on the lines a GPU runs, at tiny sizes
+GPU_CHECK = PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) benchmarks/gpu_check.py
+
 # Every step runs even when an earlier one fails; the failed ones are listed at the end
 # (the second step is `make gpu-check` under the simulator, called directly so that
 # `make -n test` stays a dry run).
@@ -35,8 +37,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@failed=""; \
 	$(PY) -m pytest -q -rfE || failed="$$failed pytest"; \
-	NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) benchmarks/gpu_check.py \
-	  || failed="$$failed gpu-check(simulator)"; \
+	NUMBA_ENABLE_CUDASIM=1 $(GPU_CHECK) || failed="$$failed gpu-check(simulator)"; \
 	$(PY) -m mkdocs build --strict -d site || failed="$$failed docs"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: all steps passed"
 
@@ -45,7 +46,7 @@ test: $(STAMP)
 # (no venv is made then); NUMBA_ENABLE_CUDASIM=1 runs the same steps tiny on a CPU.
 GPU_CHECK_SETUP := $(if $(filter $(VENV)/bin/python,$(PY)),$(STAMP),)
 gpu-check: $(GPU_CHECK_SETUP)
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) benchmarks/gpu_check.py
+	$(GPU_CHECK)
 
 # the MkDocs site (mkdocs.yml) into site/; --strict: a broken link, reference or stale
 # generated page fails the build (`make test` runs it too)

@@ -60,7 +60,6 @@ FALLBACK_PARTITION_ROWS = 2_000_000
 #: fails instead of waiting for memory that will not come back.
 PAUSED_TIMEOUT = 120.0
 _GLOB_CHARS = frozenset("*?[")
-_FORMAT_USER = {"sdsj2016": "customer_id", "tabformer": "User"}
 
 
 def _require_dask():
@@ -74,7 +73,9 @@ def _require_dask():
 def user_column(config: Config) -> Union[str, list[str]]:
     """Name of the user column in the input: the format's own one, else ``config.columns.user``
     (a list for a composite user)."""
-    return _FORMAT_USER.get(config.format, config.columns.user)
+    from .formats import user_column as format_user_column
+
+    return format_user_column(config)
 
 
 def _names(user: Union[str, list[str]]) -> list[str]:

@@ -26,7 +26,7 @@ import pandas as pd
 from .spec import ADDED_COLUMNS, Columns, Config
 from .transactions import DataError
 
-__all__ = ["to_roles", "source_columns", "guess_format", "missing_column", "FORMATS"]
+__all__ = ["to_roles", "source_columns", "guess_format", "missing_column", "user_column", "FORMATS"]
 
 FORMATS = ("generic", "sdsj2016", "tabformer")
 
@@ -37,6 +37,13 @@ _FORMAT_COLUMNS = {
     "sdsj2016": ("customer_id", "tr_datetime", "mcc_code", "amount"),
     "tabformer": ("User", "Year", "Month", "Day", "Time", "Amount", "MCC"),
 }
+
+
+def user_column(config: Config):
+    """The input column(s) naming the user: the adapter's own (``customer_id`` for
+    ``sdsj2016``, ``User`` for ``tabformer``), else ``config.columns.user`` (a list for a
+    composite user)."""
+    return _FORMAT_COLUMNS[config.format][0] if config.format in _FORMAT_COLUMNS else config.columns.user
 
 
 def guess_format(columns) -> "str | None":

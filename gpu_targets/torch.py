@@ -64,7 +64,7 @@ from . import engines
 from .forksafe import parallel_njit
 from .engines.grouping import group_users
 from .api import check_time_range
-from .formats import to_roles
+from .formats import to_roles, user_column
 from .spec import Config, load_config
 from .transactions import DataError, Transactions, extract
 
@@ -455,9 +455,7 @@ class IterableSequenceDataset(_Collating, IterableDataset):
             world_size = dist.get_world_size() if ready else 1
         self.rank, self.world_size = rank, world_size
         self._n_groups = pq.ParquetFile(self.path).num_row_groups
-        self._user_column_name = {"sdsj2016": "customer_id", "tabformer": "User"}.get(
-            self.config.format, self.config.columns.user
-        )
+        self._user_column_name = user_column(self.config)
         if isinstance(self._user_column_name, list):
             raise DataError("IterableSequenceDataset streams users by one user column; a composite user "
                             f"({self._user_column_name}) needs SequenceDataset, or one column combining them")
