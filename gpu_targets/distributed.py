@@ -1,6 +1,8 @@
 """The distributed job: targets for a Parquet dataset on a Dask cluster (CPU or dask-cuda).
 
-:func:`generate` reads a Parquet file, directory or glob as a Dask DataFrame, brings
+:func:`generate` reads a Parquet file, directory or glob as a Dask DataFrame
+(``dask.dataframe.read_parquet`` where it reads what the single-machine read reads, cuDF
+partitions on the GPU with dask_cudf; see :mod:`gpu_targets.dask_input`), brings
 every user's transactions into one partition (a shuffle on the user column, skipped for
 input declared partitioned by user), computes the targets of each partition with an
 engine from :mod:`gpu_targets.engines` (through :func:`gpu_targets.api.generate`), and
@@ -18,7 +20,6 @@ compare with a single-machine run.
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.util
 import logging
 import math
@@ -32,6 +33,8 @@ import pandas as pd
 import pyarrow as pa
 
 from . import engines
+from . import dask_input
+from .dask_input import ROW
 from .io import OUTPUT_MARKER
 from .spec import Config, load_config
 from .transactions import DataError
@@ -42,8 +45,6 @@ log = logging.getLogger("gpu_targets")
 
 PathLike = Union[str, os.PathLike]
 
-#: Helper column: the global input row position (ties keep input order); never written.
-ROW = "__gpu_targets_row__"
 #: Smallest in-memory bytes counted per input row.
 BYTES_PER_ROW = 40
 #: Host memory a CPU worker holds besides its partitions: Python, Dask, pandas, pyarrow,
@@ -59,7 +60,6 @@ FALLBACK_PARTITION_ROWS = 2_000_000
 #: Seconds a worker may stay paused (above its memory pause threshold) before the job
 #: fails instead of waiting for memory that will not come back.
 PAUSED_TIMEOUT = 120.0
-_GLOB_CHARS = frozenset("*?[")
 
 
 def _require_dask():
@@ -170,144 +170,6 @@ def _release_memory_plugin():
             _release_freed_memory()
 
     return ReleaseFreedMemory()
-
-
-# --------------------------------------------------------------------------- input
-def _parquet_files(path: PathLike) -> tuple[list[Path], Optional[Path]]:
-    """The data files of a file, directory (sorted, ``.``/``_`` names skipped) or glob, and
-    the directory when hive ``key=value`` sub-directories may hold partition columns."""
-    text = os.fspath(path)
-    p = Path(text)
-    if p.is_dir():
-        files = sorted(
-            f for f in p.rglob("*")
-            if f.is_file() and not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)
-        )
-        if not files:
-            raise DataError(f"directory {text!r} holds no Parquet files")
-        return files, p
-    if p.exists():
-        return [p], None
-    if _GLOB_CHARS & set(text):
-        files = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
-        if not files:
-            raise DataError(f"no file matches the pattern {text!r}")
-        return files, None
-    raise DataError(f"input file {text!r} not found")
-
-
-def _hive_keys(path: Path, root: Optional[Path]) -> dict[str, str]:
-    if root is None:
-        return {}
-    keys = {}
-    for part in path.relative_to(root).parts[:-1]:
-        if "=" in part:
-            k, v = part.split("=", 1)
-            keys[k] = v
-    return keys
-
-
-def _inspect(files: list[Path], root: Optional[Path]):
-    """Footer check of every file: row groups, rows, one schema. DataError names a bad file."""
-    import pyarrow.parquet as pq
-
-    from .io import unified_schema
-
-    infos, schemas = [], []
-    for f in files:
-        try:
-            meta = pq.read_metadata(f)
-            schemas.append(meta.schema.to_arrow_schema())
-        except (pa.ArrowException, OSError) as err:
-            raise DataError(f"cannot read {str(f)!r} as parquet: {' '.join(str(err).split())}") from None
-        groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
-        infos.append((f, [g.num_rows for g in groups], sum(g.total_byte_size for g in groups)))
-    # the single-machine read's rule: columns of every file, types unified, nulls where missing
-    schema = unified_schema(schemas, files)
-    if root is not None:
-        # partition columns as the single-machine read types them
-        from .io import hive_key_schema
-
-        keys = [f for f in hive_key_schema(root, files) if f.name not in schema.names]
-        schema = pa.schema(list(schema) + keys)  # keys are appended as plain values
-    return infos, schema
-
-
-def _bytes_per_row(infos, schema: pa.Schema, n_rows: int, sample_rows: int = 10_000) -> float:
-    """In-memory bytes per input row, the row-position column included.
-
-    The largest of: Parquet's uncompressed size per row, the fixed-width columns at full
-    width, and the Arrow size of the first rows of the first non-empty file (columns
-    stored as dictionaries or runs decode to far more than their Parquet size).
-    """
-    import pyarrow.parquet as pq
-
-    fixed = sum(f.type.bit_width // 8 for f in schema if pa.types.is_primitive(f.type) and f.type.bit_width >= 8)
-    width = max(sum(size for _, _, size in infos) / n_rows, fixed)
-    path = next(path for path, groups, _ in infos if sum(groups) > 0)
-    try:
-        batch = next(pq.ParquetFile(path).iter_batches(batch_size=sample_rows))
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(f"cannot read {str(path)!r} as parquet: {' '.join(str(err).split())}") from None
-    return max(width, batch.nbytes / batch.num_rows) + 8
-
-
-def _decoded(field: pa.Field) -> pa.Field:
-    """A dictionary field as its value type (hive keys are appended decoded)."""
-    return field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
-
-
-def _read_unit(unit, schema: pa.Schema) -> pd.DataFrame:
-    """Read one partition: a list of ``(path, row_groups or None, first_row, hive_keys)``,
-    each file's table conformed to the input's unified ``schema``."""
-    import pyarrow.parquet as pq
-
-    from .io import _to_pandas, conform
-
-    frames = []
-    for path, row_groups, first_row, keys in unit:
-        try:
-            pf = pq.ParquetFile(path)
-            table = pf.read() if row_groups is None else pf.read_row_groups(row_groups)
-        except (pa.ArrowException, OSError) as err:
-            raise DataError(f"cannot read {str(path)!r} as parquet: {' '.join(str(err).split())}") from None
-        for name, value in keys.items():
-            if name in table.column_names:  # the file's own column wins, as in the single-machine read
-                continue
-            field = schema.field(name)
-            typ = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
-            table = table.append_column(name, pa.array([value] * table.num_rows).cast(typ))
-        frame = _to_pandas(conform(table, schema), nullable_integers=True)
-        frame[ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
-        frames.append(frame)
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def _units(infos, root, partition_rows: int, split_files: bool) -> list[list]:
-    """Group files (or their row groups when ``split_files``) into read units of about
-    ``partition_rows`` rows, in input order, each piece carrying its first global row."""
-    pieces, row = [], 0
-    for path, groups, _ in infos:
-        keys = _hive_keys(path, root)
-        n = sum(groups)
-        if not split_files or n <= partition_rows or len(groups) <= 1:
-            pieces.append((n, (path, None, row, keys)))
-        else:
-            first = row
-            for i, g in enumerate(groups):
-                pieces.append((g, (path, [i], first, keys)))
-                first += g
-        row += n
-    units, current, size = [], [], 0
-    for n, piece in pieces:
-        if current and size + n > partition_rows:
-            units.append(current)
-            current, size = [], 0
-        current.append(piece)
-        size += n
-    if current:
-        units.append(current)
-    return units
 
 
 # --------------------------------------------------------------------------- compute
@@ -591,7 +453,6 @@ def generate(
     """
     _require_dask()
     import dask
-    import dask.dataframe as dd
 
     cfg = load_config(config)
     from .io import check_output_path
@@ -606,12 +467,12 @@ def generate(
             client = default_client()
     backend_used = _resolve_on_workers(client, backend)
 
-    files, root = _parquet_files(input)
-    infos, schema = _inspect(files, root)
+    files, root = dask_input.parquet_files(input)
+    infos, schema, uniform = dask_input.inspect(files, root)
     n_rows = sum(sum(groups) for _, groups, _ in infos)
     if n_rows == 0:
         raise DataError(f"the input {os.fspath(input)!r} has no rows")
-    bytes_per_row = _bytes_per_row(infos, schema, n_rows)
+    row_bytes = dask_input.bytes_per_row(infos, schema, n_rows)
     user = user_column(cfg)
     for name in _names(user):
         if name not in schema.names:
@@ -621,9 +482,12 @@ def generate(
     warmed = _warm_up(client, cfg, backend_used)  # before any task: compile once, per worker for cuda
     device_free = [b for b in (warmed or {}).values() if b]
     if partition_rows is None:
-        partition_rows = default_partition_rows(client, len(cfg.output_columns), bytes_per_row,
+        partition_rows = default_partition_rows(client, len(cfg.output_columns), row_bytes,
                                                 min(device_free) if device_free else None)
-    units = _units(infos, root, partition_rows, split_files=not partitioned_by_user)
+    units = dask_input.units(infos, root, partition_rows, split_files=not partitioned_by_user)
+    # Dask's own reader (one partition per file) where it reads what the job's reader
+    # would and no file needs splitting into row groups
+    by_file = uniform and all(piece[1] is None for unit in units for piece in unit)
     n_parts = max(1, math.ceil(n_rows / partition_rows))
     # a read partition holds at least a row group (a file for user-partitioned input)
     if partitioned_by_user:
@@ -654,17 +518,24 @@ def generate(
     # partitions on the GPU: cuDF frames that stay there (shuffle, compute, write)
     on_gpu = backend_used == "cuda" and importlib.util.find_spec("dask_cudf") is not None
 
+    read_meta = in_meta
+    if on_gpu:  # gpu: the same frames as cuDF; everything below is the same
+        import cudf
+
+        read_meta, out_meta = cudf.from_pandas(in_meta), cudf.from_pandas(out_meta)
+
     future = None
     tmp = (final.parent / f".{final.name}.tmp-{os.getpid()}").resolve()
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with dask.config.set(settings):
-            frame = dd.from_map(_read_unit, units, schema=schema, meta=in_meta, enforce_metadata=False)
-            if on_gpu:  # gpu: Dask's backend-agnostic conversion; everything below is the same
-                import cudf
-
-                frame = frame.to_backend("cudf")
-                out_meta = cudf.from_pandas(out_meta)
+            frame = dask_input.read_parquet_frame(infos, read_meta, on_gpu=on_gpu) if by_file else None
+            log.info("distributed: read with %s", "dask.dataframe.read_parquet" if frame is not None
+                     else "the job's pyarrow reader (dask.dataframe.from_map)")
+            if frame is None:
+                frame = dask_input.read_units_frame(units, schema, in_meta)
+                if on_gpu:  # gpu: Dask's backend-agnostic conversion
+                    frame = frame.to_backend("cudf")
             if not partitioned_by_user:
                 frame = frame.shuffle(on=user, npartitions=n_parts)
             result = frame.map_partitions(

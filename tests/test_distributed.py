@@ -395,3 +395,75 @@ def test_partition_rows_from_device_memory_of_gpu_workers():
     assert one_gb == int(10**9 * 0.5 / (job.DEVICE_PARTITION_COPIES * per_row)) < host
     assert job.default_partition_rows(None, 2, 40, device_free_bytes=10**12) == host
     assert job.default_partition_rows(None, 2, 40, device_free_bytes=10**5) == 1_000
+
+
+TIES_CONFIG = {"time_unit": "D", "targets": [
+    {"name": "so_far", "agg": "sum", "window": {"period": "day", "mode": "expanding"}},
+    {"name": "first_of_day", "agg": "count", "window": {"period": "day", "mode": "expanding"}},
+]}
+
+
+def tied_files(directory: Path) -> Path:
+    """Three files whose sorted order (part1, part10, part2) is not Dask's natural order
+    (part1, part2, part10); each holds the same two users at the same times, so only the
+    input row position orders their rows. Ids above 2^53 (one column with nulls) and a
+    string column with nulls must come through unchanged."""
+    directory.mkdir()
+    big = 2**60 + 1
+    for k, name in enumerate(["part1", "part10", "part2"]):
+        pd.DataFrame({
+            "user_id": np.array([7, big, 7, big], dtype=np.int64),
+            "timestamp": pd.to_datetime(["2024-01-01 10:00"] * 2 + ["2024-01-02 10:00"] * 2),
+            "amount": np.array([1.0, 2.0, 3.0, 4.0]) * 10.0 ** k,
+            "mcc": np.int32(5411),
+            "card": pd.array([big + k, None, big, k], dtype="Int64"),
+            "note": [f"f{k}", None, "x", "y"],
+        }).to_parquet(directory / f"{name}.parquet", index=False)
+    return directory
+
+
+@pytest.mark.parametrize("reader", ["dask.dataframe.read_parquet", "from_map"])
+def test_readers_keep_input_order_for_ties_and_every_value(tmp_path, monkeypatch, caplog, reader):
+    """Both readers give the single-machine result: ties in time follow the sorted file
+    order (not Dask's natural order), values come through exactly."""
+    src = tied_files(tmp_path / "in")
+    if reader == "from_map":
+        monkeypatch.setattr(job.dask_input, "read_parquet_frame", lambda *a, **k: None)
+    with caplog.at_level("INFO", logger="gpu_targets"):
+        out = job.generate(src, TIES_CONFIG, tmp_path / "out", backend="cpu")
+    assert any(reader in r.getMessage() for r in caplog.records if "read with" in r.getMessage())
+    got, ref = read_transactions(out), generate(src, TIES_CONFIG, backend="cpu")
+    # the rows of a tie, in input order: 1 then 10 then 100 (files part1, part10, part2)
+    user7_day1 = by_user(got, "user_id", "timestamp").query("user_id == 7").head(3)
+    assert user7_day1["so_far"].tolist() == [1.0, 11.0, 111.0]
+    assert_same(got, ref, TIES_CONFIG)
+    written = pq.read_table(out)
+    assert written.schema.field("card").type == pa.int64()
+    cards = pq.read_table(src, columns=["card"])["card"].to_pylist()  # ids above 2^53, exact
+    assert sorted(written["card"].to_pylist(), key=str) == sorted(cards, key=str)
+
+
+def test_reader_choice_follows_the_schema_rule(tmp_path, caplog):
+    """Files that differ in columns are read by the job's reader (every column of any
+    file, nulls where a file lacks it); Dask's reader would drop the columns the first
+    file lacks."""
+    src = tied_files(tmp_path / "in")
+    extra = pd.read_parquet(src / "part2.parquet").assign(branch=["a", "b", "c", "d"])
+    extra.to_parquet(src / "part2.parquet", index=False)
+    with caplog.at_level("INFO", logger="gpu_targets"):
+        out = job.generate(src, TIES_CONFIG, tmp_path / "out", backend="cpu")
+    assert any("from_map" in r.getMessage() for r in caplog.records if "read with" in r.getMessage())
+    got = read_transactions(out)
+    assert got["branch"].notna().sum() == 4
+    assert_same(got, generate(src, TIES_CONFIG, backend="cpu"), TIES_CONFIG)
+
+
+def test_a_partition_that_is_not_its_file_is_an_error():
+    """Dask reading files in an order other than the one the row positions assume fails
+    loudly instead of ordering ties wrongly."""
+    part = pd.DataFrame({"a": [1, 2, 3]})
+    pieces = [("a.parquet", 0, 3), ("b.parquet", 3, 2)]
+    ok = job.dask_input._with_row_positions(part, pieces, partition_info={"number": 0})
+    assert ok[job.ROW].tolist() == [0, 1, 2] and "a" in ok
+    with pytest.raises(DataError, match="b.parquet.*3 rows in its partition, 2 in the file"):
+        job.dask_input._with_row_positions(part, pieces, partition_info={"number": 1})
