@@ -1,12 +1,15 @@
-"""Cycles per transaction of each target *inside* the cpu engine's per-user kernel.
+"""Cycles per transaction of each target *inside* the cpu engine's per-user driver.
 
-Builds an instrumented copy of ``gpu_targets/engines/cpu.py`` (the time-stamp counter,
-``llvm.readcyclecounter``, read around each target and around the shared steps: the
-per-user preparation, V's compaction, the window bounds, the sparse segments), runs it
-on one thread, and prints TSC cycles per transaction, the minimum over ``--rounds``.
-With ``--baseline REV`` the same is done for ``cpu.py`` at git revision REV and the two
-run interleaved in one process, so that the machine's drift hits both alike (on the
-shared development VM the speed of the same code moves by up to 30% between minutes).
+Builds an instrumented copy of the config's generated driver
+(:mod:`gpu_targets.engines.cpu_driver`; the time-stamp counter, ``llvm.readcyclecounter``,
+read around each target and around the shared steps: the per-user preparation, V's
+compaction, the window bounds, the sparse segments), runs it on one thread, and prints
+TSC cycles per transaction, the minimum over ``--rounds``. With ``--baseline REV`` the
+package at git revision REV is copied under another name (``gpu_targets_rev``), its
+driver instrumented the same way, and the two run interleaved in one process, so that
+the machine's drift hits both alike (on the shared development VM the speed of the same
+code moves by up to 30% between minutes). REV must have ``engines/cpu_driver.py``
+(2026-12-03 on).
 
 Why not a plain timer per target: an isolated loop over one user's rows, repeated, lets
 the branch predictor learn that user's filter pattern and flatters branchy code; here
@@ -21,7 +24,7 @@ Usage::
     NUMBA_NUM_THREADS=1 python benchmarks/profile_kernel.py --config configs/seed_daily_5411.yaml
 
 The instrumentation finds the lines to wrap by their text; it fails loudly (``cannot
-instrument``) when the engine's code has moved away from them.
+instrument``) when the driver's code has moved away from them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE = "gpu_targets/engines/cpu.py"
+DRIVER = "the generated driver (gpu_targets/engines/cpu_driver.py)"
 SLOTS = {"prep": 63, "compaction": 60, "bounds": 61, "segments": 62}
 
 TSC = '''
@@ -65,7 +69,7 @@ def _wrap(src: str, call: str, slot: int, required: bool) -> str:
     found = list(re.finditer(r"^( +)(" + re.escape(call) + r".*)$", src, re.M))
     if len(found) != 1:
         if required:
-            raise SystemExit(f"cannot instrument: {call!r} found {len(found)} times in {ENGINE}")
+            raise SystemExit(f"cannot instrument: {call!r} found {len(found)} times in {DRIVER}")
         return src
     m = found[0]
     ind = m.group(1)
@@ -74,44 +78,57 @@ def _wrap(src: str, call: str, slot: int, required: bool) -> str:
 
 
 def instrument(src: str) -> str:
-    """The engine's source with per-target and per-step cycle counters (into ``_CYC``)."""
-    src = re.sub(r"^from \.\.(\w+) import", r"from gpu_targets.\1 import", src, flags=re.M)
-    src = re.sub(r"^from \.(\w+) import", r"from gpu_targets.engines.\1 import", src, flags=re.M)
+    """The driver's source with per-target and per-step cycle counters (into ``_CYC``);
+    its ``users_targets`` keeps the engine's signature."""
     src = src.replace("cache=True", "cache=False")
     src = src.replace("import numpy as np\n", "import numpy as np\n" + TSC, 1)
     steps = [
-        ("def _user_targets(\n    s,", "def _user_targets(\n    cyc, s,"),
-        ("def _kernel(\n    offsets,", "def _kernel(\n    cyc, offsets,"),
-        ("        _user_targets(\n            offsets[u],", "        _user_targets(\n            cyc, offsets[u],"),
-        ("        _kernel(\n            offsets,", "        _kernel(\n            _CYC, offsets,"),
-        ("    for ti in range(window.shape[0]):\n        c = col[ti]",
-         "    cyc[63] += _rdtsc() - _tp\n    for ti in range(window.shape[0]):\n        _tt = _rdtsc()\n        c = col[ti]"),
+        ("def users_targets(\n    u0,", "def users_targets_cyc(\n    cyc, u0,"),
+        ("        m = offsets[u + 1] - s\n", "        m = offsets[u + 1] - s\n        _tp = _rdtsc()\n"),
+        ("        for ti in range(window.shape[0]):\n            c = col[ti]",
+         "        cyc[63] += _rdtsc() - _tp\n        for ti in range(window.shape[0]):\n            _tt = _rdtsc()\n"
+         "            c = col[ti]"),
     ]
     for old, new in steps:
         if src.count(old) != 1:
-            raise SystemExit(f"cannot instrument: {old.splitlines()[0]!r} not found once in {ENGINE}")
+            raise SystemExit(f"cannot instrument: {old.splitlines()[0]!r} not found once in {DRIVER}")
         src = src.replace(old, new)
-    src = re.sub(r'(def _user_targets\((?:.|\n)*?\n    """(?:.|\n)*?"""\n)', lambda m: m.group(1) + "    _tp = _rdtsc()\n", src,
-                 count=1)
-    # the end of each target: the last statement of the loop body is the duration branch
-    last = list(re.finditer(r"^ +_duration_target\(vv, nv, wlo, whi, absval\[ti\], g, k\[ti\], fill\[ti\], dst, kdst\)$",
-                            src, re.M))
-    if len(last) != 1:
-        raise SystemExit(f"cannot instrument: the end of the target loop moved in {ENGINE}")
-    end = last[0].end()
-    src = src[:end] + "\n        cyc[ti] += _rdtsc() - _tt" + src[end:]
-    src = _wrap(src, "nv = _compact(", SLOTS["compaction"], True)
+    # every target ends where its loop starts over: count at each `continue` and at the
+    # end of the loop body (the end of the module) when duration targets end it
+    src = re.sub(r"^(\s+)continue$", r"\1cyc[ti] += _rdtsc() - _tt\n\1continue", src, flags=re.M)
+    src = src.rstrip("\n")
+    if src.splitlines()[-1].lstrip().startswith("_sliding_"):
+        src += "\n            cyc[ti] += _rdtsc() - _tt"
+    src = _wrap(src, "nv = _compact(", SLOTS["compaction"], False)
     src = _wrap(src, "nv = _compact_sparse(", SLOTS["compaction"], False)
-    src = _wrap(src, "wlo, whi = _window_bounds(", SLOTS["bounds"], True)
+    src = _wrap(src, "wlo, whi = _window_bounds(", SLOTS["bounds"], False)
     src = _wrap(src, "nseg = _sparse_segments(", SLOTS["segments"], False)
-    return src
+    return src + "\n\n\ndef users_targets(*args):\n    users_targets_cyc(_CYC, *args)\n"
 
 
-def load(src: str, name: str, directory: Path):
+def load(package: str, config, name: str, directory: Path):
+    """The instrumented driver of ``config`` from ``package`` (``gpu_targets`` or a copy),
+    and that package's ``engines.cpu`` with its driver lookup pointed at it."""
+    cpu = importlib.import_module(f"{package}.engines.cpu")
+    drv = importlib.import_module(f"{package}.engines.cpu_driver")
+    shape = drv.driver_shape(cpu.compile_plan(config), config.timezone == "UTC")
     path = directory / f"{name}.py"
-    path.write_text(instrument(src), encoding="utf-8")
+    path.write_text(instrument(drv.driver_source(shape)), encoding="utf-8")
     sys.path.insert(0, str(directory))
-    return importlib.import_module(name)
+    mod = importlib.import_module(name)
+    cpu._driver = lambda config, plan=None: mod
+    return cpu, mod
+
+
+def _copy_revision(rev: str, directory: Path) -> str:
+    """The package at git revision ``rev``, importable as ``gpu_targets_rev``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "gpu_targets"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive.stdout, check=True)
+    if not (directory / "gpu_targets" / "engines" / "cpu_driver.py").exists():
+        raise SystemExit(f"{rev} has no engines/cpu_driver.py: compare with a revision from 2026-12-03 on")
+    shutil.move(directory / "gpu_targets", directory / "gpu_targets_rev")
+    sys.path.insert(0, str(directory))
+    return "gpu_targets_rev"
 
 
 def main() -> None:
@@ -133,20 +150,19 @@ def main() -> None:
     from gpu_targets.spec import load_config
     from gpu_targets.transactions import extract
 
-    versions = {"tree": (ROOT / ENGINE).read_text(encoding="utf-8")}
-    if args.baseline:
-        versions = {args.baseline: subprocess.run(["git", "-C", str(ROOT), "show", f"{args.baseline}:{ENGINE}"],
-                                                  capture_output=True, text=True, check=True).stdout, **versions}
     tmp = Path(tempfile.mkdtemp(prefix="profile_kernel-"))
-    mods = {label: load(src, f"_cpu_profiled_{i}", tmp) for i, (label, src) in enumerate(versions.items())}
+    packages = {"tree": "gpu_targets"}
+    if args.baseline:
+        packages = {args.baseline: _copy_revision(args.baseline, tmp), **packages}
 
     config = load_config(args.config)
+    mods = {label: load(pkg, config, f"_driver_profiled_{i}", tmp) for i, (label, pkg) in enumerate(packages.items())}
     frame = synthetic_transactions(args.users, args.tx_per_user, seed=0, time_unit=config.time_unit,
                                    shuffle=args.shuffle)
     roles, role_config = to_roles(frame, config)
     tx = extract(roles, role_config)
     n = len(tx)
-    results = {label: mod.compute(tx, config) for label, mod in mods.items()}  # compiles
+    results = {label: cpu.compute(tx, config) for label, (cpu, _) in mods.items()}  # compiles
     first = next(iter(results.values()))
     for label, res in results.items():
         tol = 1e-5 * np.maximum(1, np.abs(first))
@@ -156,11 +172,11 @@ def main() -> None:
     best = {label: np.full(64, np.inf) for label in mods}
     wall = dict.fromkeys(mods, np.inf)
     for _ in range(args.rounds):
-        for label, mod in mods.items():
+        for label, (cpu, mod) in mods.items():
             mod._CYC[:] = 0
             t0 = time.perf_counter()
             for _ in range(args.repeats):
-                mod.compute(tx, config, out=out)
+                cpu.compute(tx, config, out=out)
             wall[label] = min(wall[label], (time.perf_counter() - t0) / args.repeats / n * 1e9)
             best[label] = np.minimum(best[label], mod._CYC / (args.repeats * n))
 

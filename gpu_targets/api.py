@@ -52,14 +52,18 @@ def _compute(transactions, config, backend, progress):
         log.warning("on_invalid: drop dropped %d rows with a null user or time", len(roles) - len(tx))
     name = engines.resolve(backend)
     engine = engines.get(name)
-    if name == "cpu" and engine.needs_compile():
-        log.info(COMPILING)
+    if name == "cpu" and engine.needs_compile(cfg):
+        log.info(compiling_message(cfg))
     return engine.compute(tx, cfg, progress=progress), tx.kept_rows, cfg, added_columns(roles, cfg)
 
 
-#: What a first run says before the cpu engine compiles its kernels.
-COMPILING = ("compiling the cpu engine's kernels once (about a minute on 2 cores; cached on disk "
-             "afterwards, loaded in about a second)")
+def compiling_message(config: Config) -> str:
+    """What a first run says before the cpu engine compiles the kernels ``config`` needs
+    (:func:`gpu_targets.engines.cpu.compile_seconds` estimates how long)."""
+    from .engines.cpu import compile_seconds
+
+    return (f"compiling the cpu engine's kernels for this config once (about {compile_seconds(config)} s on "
+            "2 cores; cached on disk afterwards, loaded in under a second)")
 
 
 def _plain_role_columns(frame, cfg: Config):

@@ -222,10 +222,10 @@ def generate(
         total=table.num_rows, unit="tx", unit_scale=True, desc="targets", file=sys.stderr,
         disable=True if no_progress else None, leave=False,
     )
-    if backend_used == "cpu" and engines.get("cpu").needs_compile():
-        from .api import COMPILING
+    if backend_used == "cpu" and engines.get("cpu").needs_compile(cfg):
+        from .api import compiling_message
 
-        click.echo(COMPILING + "...", err=True)
+        click.echo(compiling_message(cfg) + "...", err=True)
     with bar:  # the input's columns are carried through as Arrow, unchanged
         out = generate_table(table, cfg, backend=backend_used, progress=bar.update)
     t2 = time.perf_counter()
@@ -379,10 +379,10 @@ def demo(users: int, tx_per_user: int, backend: str, output: Optional[Path]) -> 
     frame = synthetic_transactions(users, tx_per_user, seed=0)
     # one user first: compiles the kernels (or loads them from Numba's disk cache), so
     # that the time printed below is the computation's own
-    if backend_used == "cpu" and engines.get("cpu").needs_compile():
-        from .api import COMPILING
+    if backend_used == "cpu" and engines.get("cpu").needs_compile(cfg):
+        from .api import compiling_message
 
-        click.echo(COMPILING + "...", err=True)
+        click.echo(compiling_message(cfg) + "...", err=True)
     t0 = time.perf_counter()
     generate_targets(frame.iloc[:tx_per_user], cfg, backend=backend_used)
     warmup = time.perf_counter() - t0

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from numba.core.caching import FunctionCache
 
 import gpu_targets
-from gpu_targets import kernel_cache
-from gpu_targets.engines import cpu
+from gpu_targets import kernel_cache, transactions
+from gpu_targets.engines import cpu, cpu_driver
+
+DAILY = {"targets": [{"name": "s", "agg": "sum", "window": {"period": "day", "mode": "expanding"}}]}
 
 
 def test_package_kernels_use_the_engine_source_locator():
-    for dispatcher in (cpu._user_targets, cpu._kernel.parallel, cpu._kernel.serial):
+    for dispatcher in (cpu._mono_runs, cpu._period_moments_expanding, transactions._scan_chunks.parallel,
+                       transactions._scan_chunks.serial):
         locator = dispatcher._cache._impl._locator
         assert isinstance(locator, (kernel_cache.UserProvidedLocator, kernel_cache.InPackageLocator,
                                     kernel_cache.UserWideLocator))
@@ -33,15 +37,13 @@ def test_the_stamp_covers_the_helper_modules(tmp_path):
 
 
 def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeypatch):
-    """The kernel of cpu.py is cached; after elementwise.py changes, its cache index no
+    """A kernel of cpu.py is cached; after elementwise.py changes, its cache index no
     longer matches (Numba's own stamp, cpu.py's content alone, would still match)."""
     from gpu_targets.datasets import synthetic_transactions
 
     frame = synthetic_transactions(5, 16, seed=0)
-    gpu_targets.generate(frame, {"targets": [{"name": "s", "agg": "sum", "window": {"period": "day",
-                                                                                      "mode": "expanding"}}]},
-                         backend="cpu")  # compiled or loaded: the index exists
-    fresh = FunctionCache(cpu._user_targets.py_func)
+    gpu_targets.generate(frame, DAILY, backend="cpu")  # compiled or loaded: the index exists
+    fresh = FunctionCache(cpu._period_moments_expanding.py_func)
     assert fresh._cache_file._load_index(), "the kernel should be in the disk cache"
 
     root = tmp_path / "pkg"
@@ -50,7 +52,23 @@ def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeyp
     helper.write_text(helper.read_text() + "\n# edited\n")
     edited = kernel_cache.engine_source_stamp(root)
     monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: edited)
-    assert FunctionCache(cpu._user_targets.py_func)._cache_file._load_index() == {}
+    assert FunctionCache(cpu._period_moments_expanding.py_func)._cache_file._load_index() == {}
+
+
+def test_a_driver_is_a_new_file_when_an_engine_source_changes(tmp_path, monkeypatch):
+    """The generated driver lives outside the package, where Numba keys its cache on the
+    file's own content: the engine-source stamp is written into that content (and so
+    into the file's name), so edited sources never load an old driver's machine code."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_driver, "_LOADED", {})  # as in a new process
+    shape = cpu_driver.driver_shape(cpu.compile_plan(gpu_targets.load_config(DAILY)), True)
+    first = cpu_driver.load_driver(shape)
+    assert cpu_driver.load_driver(shape) is first
+    assert Path(first.__file__).parent == tmp_path / "gpu_targets_drivers"
+    monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: "another version of the sources")
+    second = cpu_driver.load_driver(shape)
+    assert second.__file__ != first.__file__
+    assert "another version of the sources" in Path(second.__file__).read_text()
 
 
 def test_install_is_idempotent():
@@ -85,10 +103,10 @@ def test_a_cold_cache_is_announced_before_compiling(tmp_path, monkeypatch):
     args = ["generate", str(tmp_path / "tx.parquet"), "-c", str(tmp_path / "c.yaml"), "-o", str(tmp_path / "o.parquet")]
     warm = CliRunner().invoke(main, args)
     assert warm.exit_code == 0 and "compiling" not in warm.stderr
-    assert not cpu.needs_compile()
-    monkeypatch.setattr(cpu, "needs_compile", lambda: True)  # as in a fresh environment
+    assert not cpu.needs_compile(gpu_targets.load_config(tmp_path / "c.yaml"))
+    monkeypatch.setattr(cpu, "needs_compile", lambda config: True)  # as in a fresh environment
     cold = CliRunner().invoke(main, args)
-    assert cold.exit_code == 0 and "compiling the cpu engine's kernels once" in cold.stderr
+    assert cold.exit_code == 0 and "compiling the cpu engine's kernels for this config once (about 10 s" in cold.stderr
     logger = logging.getLogger("gpu_targets")
     records = []
     handler = logging.Handler()
@@ -104,18 +122,33 @@ def test_a_cold_cache_is_announced_before_compiling(tmp_path, monkeypatch):
     assert any("compiling the cpu engine's kernels" in r.getMessage() for r in records)
 
 
-def test_needs_compile_reads_the_index_of_the_current_sources(monkeypatch):
-    from types import SimpleNamespace
+def test_needs_compile_reads_the_index_of_the_current_sources(tmp_path, monkeypatch):
+    from gpu_targets.datasets import synthetic_transactions
 
-    # as in a new process: nothing loaded yet, the disk cache as it is
-    monkeypatch.setattr(cpu, "_user_targets", SimpleNamespace(signatures=[], py_func=cpu._user_targets.py_func))
-    unloaded = SimpleNamespace(signatures=[])
-    monkeypatch.setattr(cpu, "_kernel", SimpleNamespace(parallel=unloaded, serial=unloaded))
-    monkeypatch.setattr(cpu, "_KERNELS_READY", False)
-    assert not cpu.needs_compile()  # the disk cache holds it
-    monkeypatch.setattr(cpu, "_KERNELS_READY", False)
+    cfg = gpu_targets.load_config(DAILY)
+    gpu_targets.generate(synthetic_transactions(3, 8, seed=0), cfg, backend="cpu")
+    assert not cpu.needs_compile(cfg)  # loaded in this process
+    # as in a new process: the driver module imported afresh, the disk cache as it is
+    monkeypatch.setattr(cpu_driver, "_LOADED", {})
+    assert not cpu.needs_compile(cfg)  # the disk cache holds it
     monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: "another version of the sources")
-    assert cpu.needs_compile()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert cpu.needs_compile(cfg)
+
+
+def test_a_driver_compiles_only_the_kernels_its_config_uses():
+    """One daily sum: the period moments kernel and nothing of the duration windows,
+    top-k or the local-time (DST) code; seed20 names each of its seven kernels once."""
+    daily = cpu_driver.driver_source(cpu_driver.driver_shape(cpu.compile_plan(gpu_targets.load_config(DAILY)), True))
+    calls = daily[daily.index("def users_targets"):]  # what the driver calls, not what it imports
+    assert "_period_moments_expanding(" in calls
+    for absent in ("_sliding_", "_compact", "_topk", "_local_runs(", "argsort", "_period_moments_runs"):
+        assert absent not in calls, absent
+    seed20 = gpu_targets.load_config(Path(__file__).resolve().parents[1] / "configs" / "seed20.yaml")
+    utc, ids = cpu_driver.driver_shape(cpu.compile_plan(seed20), seed20.timezone == "UTC")
+    names = [(cpu_driver.PERIOD_KERNELS + cpu_driver.SLIDING_KERNELS)[i] for i in ids]
+    assert len(names) == 7 and "_sliding_topk" not in names
+    assert cpu.compile_seconds(seed20) > cpu.compile_seconds(gpu_targets.load_config(DAILY))
 
 
 def test_the_stamp_follows_an_edit_in_the_same_process(tmp_path):

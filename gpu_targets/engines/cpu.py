@@ -45,6 +45,7 @@ kernels read-only, so each kernel has one signature.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,7 @@ from .elementwise import (
     sum_is_trusted,
     two_prod,
 )
+from .cpu_driver import driver_shape, load_driver, target_kernels
 from .plan import ANY, COUNT, EXPANDING, FULL, MAX, MEAN, MIN, NEXT, STD, SUM, TOPK, TRAILING, Plan, compile_plan
 
 __all__ = ["compute", "group_users"]
@@ -654,48 +656,78 @@ def _fill_runs(starts, vals, nr, runv, mode, empty, dst):
         dst[r] = v
 
 
-@njit(cache=True)
-def _period_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
-    """One period-window target over the runs of its period kind.
+# One period-window target over the runs of its period kind, per aggregation family:
+# the per-config driver (:mod:`.cpu_driver`) calls the family of each target, so a
+# config compiles only the families it uses. One signature for all of them.
 
-    ``dense``: the target's filter passes many rows (see :func:`_dense_filters`), so
-    expanding sums and counts take the branch-free loops; sparse filters keep the
-    branches, which then predict well and skip most of the work.
-    """
+
+@njit(cache=True)
+def _period_topk4_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
+    """top-k, k <= 4 (:func:`_period_topk4`); full/next fill each run's k values."""
+    if nr == 0:
+        return
+    _period_topk4(starts, nr, bits, np.uint64(1) << np.uint64(f), a, absf, mode, k, fill, kres, krun)
+    if mode != EXPANDING:
+        for j in range(k):
+            _fill_runs(starts, vals, nr, krun[j], mode, fill, kres[j])
+
+
+@njit(cache=True)
+def _period_topkn_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
+    """top-k, k > 4 (:func:`_period_topk`); full/next fill each run's k values."""
+    if nr == 0:
+        return
+    _period_topk(starts, nr, bits, np.uint64(1) << np.uint64(f), a, absf, mode, k, fill, kres, krun, kbuf)
+    if mode != EXPANDING:
+        for j in range(k):
+            _fill_runs(starts, vals, nr, krun[j], mode, fill, kres[j])
+
+
+@njit(cache=True)
+def _period_std_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
+    """Sample std (:func:`_period_std`)."""
+    if nr == 0:
+        return
+    _period_std(starts, nr, bits, np.uint64(1) << np.uint64(f), a, absf, mode, fill, dst, runv)
+    if mode != EXPANDING:
+        _fill_runs(starts, vals, nr, runv, mode, fill, dst)
+
+
+@njit(cache=True)
+def _period_extreme_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
+    """min / max: a running extreme (expanding) or one per run (full / next)."""
     if nr == 0:
         return
     bit = np.uint64(1) << np.uint64(f)
-    if agg == TOPK:
-        if k <= 4:
-            _period_topk4(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun)
-        else:
-            _period_topk(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun, kbuf)
-        if mode != EXPANDING:
-            for j in range(k):
-                _fill_runs(starts, vals, nr, krun[j], mode, fill, kres[j])
-        return
-    if agg == STD:
-        _period_std(starts, nr, bits, bit, a, absf, mode, fill, dst, runv)
-        if mode != EXPANDING:
-            _fill_runs(starts, vals, nr, runv, mode, fill, dst)
-        return
     m = starts[nr]
-    extreme = agg == MIN or agg == MAX
     if mode == EXPANDING:
-        if dense and (agg == SUM or agg == COUNT or agg == ANY):
-            _expanding_target(starts, nr, isnew, bits, f, a, _ABS_MASK if absf else np.int64(-1), agg, fill, dst)
-        elif extreme:
-            _expanding_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, dst)
-        else:
-            _expanding_moments(starts, m, bits, bit, a, absf, agg, fill, dst)
+        _expanding_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, dst)
         return
-    if extreme:
-        _run_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, runv)
-        empty = fill
+    _run_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, runv)
+    _fill_runs(starts, vals, nr, runv, mode, fill, dst)
+
+
+@njit(cache=True)
+def _period_moments_expanding(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
+    """count / sum / mean / any over the expanding window. ``dense``: the target's filter
+    passes many rows (see :func:`_dense_filters`), so sums and counts take the
+    branch-free loops; sparse filters keep the branches, which then predict well and
+    skip most of the work."""
+    if nr == 0:
+        return
+    if dense and (agg == SUM or agg == COUNT or agg == ANY):
+        _expanding_target(starts, nr, isnew, bits, f, a, _ABS_MASK if absf else np.int64(-1), agg, fill, dst)
     else:
-        _run_moments(starts, nr, m, bits, bit, a, absf, agg, fill, runv)
-        empty = moments_result(agg, 0, 0.0, 0.0, 0.0, 0.0, fill)
-    _fill_runs(starts, vals, nr, runv, mode, empty, dst)
+        _expanding_moments(starts, starts[nr], bits, np.uint64(1) << np.uint64(f), a, absf, agg, fill, dst)
+
+
+@njit(cache=True)
+def _period_moments_runs(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k, fill, dense, dst, kres, runv, krun, kbuf):
+    """count / sum / mean / any over the full or next period: one value per run, filled."""
+    if nr == 0:
+        return
+    _run_moments(starts, nr, starts[nr], bits, np.uint64(1) << np.uint64(f), a, absf, agg, fill, runv)
+    _fill_runs(starts, vals, nr, runv, mode, moments_result(agg, 0, 0.0, 0.0, 0.0, 0.0, fill), dst)
 
 
 # Duration windows work on V only: the rows passing the target's filter, compacted in
@@ -1181,19 +1213,6 @@ def _sliding_topk(vv, nv, absf, lo, hi, k, fill, kres):
             kres[j, i] = sorted_vals[pos]
 
 
-@njit(cache=True)
-def _duration_target(vv, nv, lo, hi, absf, agg, k, fill, dst, kdst):
-    """A trailing/forward target for one user from V (compacted) and W(i) = [lo, hi)."""
-    if agg == TOPK:
-        _sliding_topk(vv, nv, absf, lo, hi, k, fill, kdst)
-    elif agg == MIN or agg == MAX:
-        _sliding_extreme(vv, nv, absf, lo, hi, agg == MIN, fill, dst)
-    elif agg == STD:
-        _sliding_std(vv, nv, absf, lo, hi, fill, dst)
-    else:
-        _sliding_moments(vv, nv, absf, lo, hi, agg, fill, dst)
-
-
 @njit(cache=True, inline="always")
 def _row_bits(mcc, amount, mcc_bits, sign_bits, nomcc_bits, one_sign):
     """:func:`.elementwise.row_filter_bits` without branches on the amount's sign (a
@@ -1254,29 +1273,32 @@ def _bits_and_days(mc, a, lraw, num, den, mcc_bits, sign_bits, nomcc_bits, bits,
 
 
 @njit(cache=True)
-def _user_runs(lraw, lfac, mono, codes, runp, ds, dv, nd, pst, pvl, pnr, nonmono):
-    """Runs of every period kind used (``codes``) over one user's rows.
+def _mono_runs(lraw, codes, runp, ds, dv, nd, pst, pvl, pnr):
+    """Runs of every period kind used (``codes``) over one user's rows, local time
+    non-decreasing (always in UTC).
 
     Fills ``pst[s, :pnr[s] + 1]`` (run starts, then m) and ``pvl[s, :pnr[s]]`` (period
     indices) for each slot s but the day slot, whose runs ``(ds, dv, nd)`` were found
     with the filter bits (:func:`_bits_and_days`); weeks .. years are merged from them.
-    ``runp[2:]`` = (hour num, hour den): the hour is ``floor(lraw * num / den)``. Local
-    wall-clock time that goes back (``mono`` False: a DST fall-back) is handled row by
-    row; a slot whose period then goes back too is flagged in ``nonmono`` and its per-row
-    indices are returned (row ``s`` of the result; an empty array otherwise).
+    ``runp[2:]`` = (hour num, hour den): the hour is ``floor(lraw * num / den)``.
     """
+    for s in range(codes.shape[0]):
+        code = codes[s]
+        if code == 0:
+            pnr[s] = _tick_runs(lraw, runp[2], runp[3], pst[s], pvl[s])
+        elif code == 1:
+            pnr[s] = nd
+        else:
+            pnr[s] = _coarsen_runs(ds, dv, nd, code, pst[s], pvl[s])
+
+
+@njit(cache=True)
+def _local_runs(lraw, lfac, codes, pst, pvl, pnr, nonmono):
+    """:func:`_mono_runs` when local wall-clock time goes back (a DST fall-back): period
+    indices row by row. A slot whose period then goes back too is flagged in ``nonmono``
+    and its per-row indices are returned (row ``s`` of the result)."""
     m = lraw.shape[0]
     n_slots = codes.shape[0]
-    if mono:
-        for s in range(n_slots):
-            code = codes[s]
-            if code == 0:
-                pnr[s] = _tick_runs(lraw, runp[2], runp[3], pst[s], pvl[s])
-            elif code == 1:
-                pnr[s] = nd
-            else:
-                pnr[s] = _coarsen_runs(ds, dv, nd, code, pst[s], pvl[s])
-        return np.empty((0, 0), dtype=np.int64)
     pv = np.empty((n_slots, m), dtype=np.int64)
     for s in range(n_slots):
         code = codes[s]
@@ -1288,176 +1310,6 @@ def _user_runs(lraw, lfac, mono, codes, runp, ds, dv, nd, pst, pvl, pnr, nonmono
         else:
             nonmono[s] = True
     return pv
-
-
-@njit(cache=True)
-def _user_targets(
-    s, m, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
-    window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, kmax, need_ns,
-    window_key, runp, fdense, out,
-):
-    """Every target for the user at sorted positions [s, s + m), written there in ``out``."""
-    # the user's rows in (time, row) order: views of the input when it is sorted,
-    # else gathered once; either way they stay in cache for every target
-    if has_order:
-        rows = order[s : s + m]
-        traw = np.empty(m, dtype=np.int64)
-        lraw = traw if local_is_utc else np.empty(m, dtype=np.int64)
-        a = np.empty(m, dtype=np.float64)
-        mc = np.empty(m, dtype=np.int32)
-        for r in range(m):
-            i = rows[r]
-            traw[r] = time[i]
-            if not local_is_utc:
-                lraw[r] = local[i]
-            a[r] = amount[i]
-            mc[r] = mcc[i]
-    else:
-        traw = time[s : s + m]
-        lraw = traw if local_is_utc else local[s : s + m]
-        a = amount[s : s + m]
-        mc = mcc[s : s + m]
-    if need_ns and tfac != 1:
-        t = np.empty(m, dtype=np.int64)
-        for r in range(m):
-            t[r] = traw[r] * tfac
-    else:
-        t = traw
-    n_slots = codes.shape[0]
-    pst = np.empty((n_slots, m + 1), dtype=np.int64)
-    pvl = np.empty((n_slots, m), dtype=np.int64)
-    pnr = np.zeros(n_slots, dtype=np.int64)
-    nonmono = np.zeros(n_slots, dtype=np.bool_)
-    isnew = np.zeros((n_slots, m), dtype=np.uint8)  # 1 on the first row of each run
-    bits = np.empty(m, dtype=np.uint64)
-    mono = local_is_utc or _is_non_decreasing(lraw)
-    day_slot = -1
-    need_day = False
-    for sl in range(n_slots):
-        need_day |= codes[sl] >= 1
-        if codes[sl] == 1:
-            day_slot = sl
-    nd = 0
-    if mono and need_day:
-        if day_slot >= 0:
-            ds, dv, di = pst[day_slot], pvl[day_slot], isnew[day_slot]
-        else:
-            ds, dv, di = np.empty(m + 1, dtype=np.int64), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.uint8)
-        nd = _bits_and_days(mc, a, lraw, runp[0], runp[1], mcc_bits, sign_bits, nomcc_bits, bits, ds, dv, di)
-    else:
-        ds, dv = pst[0], pvl[0]  # unused
-        for r in range(m):
-            bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
-    pv = _user_runs(lraw, lfac, mono, codes, runp, ds, dv, nd, pst, pvl, pnr, nonmono)
-    for sl in range(n_slots):
-        if sl != day_slot or not mono:
-            for q in range(pnr[sl]):
-                isnew[sl, pst[sl, q]] = 1
-    kbuf = np.empty(kmax, dtype=np.float64)
-    runv = np.empty(m + 1, dtype=np.float64)  # one value per run (full / next)
-    krun = np.empty((kmax, m + 1), dtype=np.float64)
-    # scratch of the duration windows
-    n_dur = m if need_ns else 0
-    vt = np.empty(n_dur + _SENTINELS, dtype=np.int64)
-    vv = np.empty(n_dur, dtype=np.float64)
-    vr = np.empty(n_dur, dtype=np.int64)
-    upto = np.empty(n_dur, dtype=np.int64)
-    lo = np.empty(n_dur, dtype=np.int64)
-    hi = np.empty(n_dur, dtype=np.int64)
-    # sparse V: bounds and values per segment of rows with the same W(i)
-    seg_row = np.empty(n_dur + 2, dtype=np.int64)
-    seg_val = np.empty(n_dur + 1, dtype=np.float32)
-    seg_k = np.empty((kmax, n_dur + 1), dtype=np.float32)
-    last_filter = -1
-    last_window = -1
-    nv = 0
-    nseg = 0
-    sparse = False
-    wlo = lo
-    whi = hi
-    for ti in range(window.shape[0]):
-        c = col[ti]
-        g = agg[ti]
-        w = window[ti]
-        bit = np.uint64(1) << np.uint64(fbit[ti])
-        # results go to the user's sorted positions (input rows on sorted input)
-        kdst = out[c : c + k[ti], s : s + m]
-        dst = out[c][s : s + m]  # contiguous when out is
-        sl = slot[ti]
-        if w <= NEXT and not nonmono[sl]:
-            _period_target(
-                pst[sl], pvl[sl], pnr[sl], isnew[sl], bits, fbit[ti], a, absval[ti], w, g, k[ti], fill[ti], fdense[fbit[ti]], dst,
-                kdst, runv, krun, kbuf,
-            )
-        elif w <= NEXT:
-            # periods not monotone in time (DST fall-back across a boundary): visit the
-            # rows in stable period order, which keeps (time, row) order inside a period
-            ordp = np.argsort(pv[sl], kind="mergesort")
-            st2 = np.empty(m + 1, dtype=np.int64)
-            vl2 = np.empty(m, dtype=np.int64)
-            nr2 = _value_runs(pv[sl][ordp], st2, vl2)
-            isn2 = np.zeros(m, dtype=np.uint8)
-            for q in range(nr2):
-                isn2[st2[q]] = 1
-            kres = np.empty((k[ti], m), dtype=np.float32)
-            _period_target(
-                st2, vl2, nr2, isn2, bits[ordp], fbit[ti], a[ordp], absval[ti], w, g, k[ti], fill[ti], fdense[fbit[ti]], kres[0], kres, runv, krun,
-                kbuf,
-            )
-            for j in range(k[ti]):
-                for q in range(m):
-                    kdst[j, ordp[q]] = kres[j, q]
-        else:
-            # targets run in plan order, which puts equal filters and windows side by
-            # side: V and W(i) are computed once for all of them
-            if fbit[ti] != last_filter:
-                if fdense[fbit[ti]]:
-                    nv = _compact(t, bits, bit, a, vt, vv, vr, upto)
-                else:
-                    nv = _compact_sparse(t, bits, bit, a, vt, vv, vr)
-                    if 8 * nv >= m:  # dense for this user after all: bounds row by row need upto
-                        _upto_from_rows(vr, nv, upto)
-                last_filter = fbit[ti]
-                last_window = -1
-            if window_key[ti] != last_window:
-                # sparse V: W(i) changes on at most 2 nv rows, so values are computed per
-                # segment of rows with the same W(i) and filled; else row by row
-                sparse = 8 * nv < m
-                if sparse:
-                    nseg = _sparse_segments(t, vt, vr, nv, param[ti], w, seg_row, lo, hi)
-                    wlo, whi = lo[:nseg], hi[:nseg]
-                else:
-                    wlo, whi = _window_bounds(t, param[ti], w, vt, nv, upto, lo, hi)
-                last_window = window_key[ti]
-            if sparse:
-                _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], seg_val[:nseg], seg_k[:, :nseg])
-                if g == TOPK:
-                    for j in range(k[ti]):
-                        _fill_segments(seg_row, nseg, seg_k[j], kdst[j])
-                else:
-                    _fill_segments(seg_row, nseg, seg_val, dst)
-            else:
-                _duration_target(vv, nv, wlo, whi, absval[ti], g, k[ti], fill[ti], dst, kdst)
-
-
-@parallel_njit
-def _kernel(
-    offsets, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
-    window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits, nomcc_bits, window_key,
-    runp, fdense, out, u0, u1,
-):
-    """prange over users u0..u1: each user's targets, computed from cache-resident rows."""
-    kmax = 1
-    need_ns = False
-    for ti in range(window.shape[0]):
-        kmax = max(kmax, k[ti])
-        need_ns = need_ns or window[ti] > NEXT
-    for u in prange(u0, u1):
-        _user_targets(
-            offsets[u], offsets[u + 1] - offsets[u], order, has_order, time, tfac, local, lfac, local_is_utc,
-            amount, mcc, window, param, slot, agg, k, fbit, absval, fill, col, codes, mcc_bits, sign_bits,
-            nomcc_bits, kmax, need_ns, window_key, runp, fdense, out,
-        )
 
 
 _DENSE = 0.05  # share of rows a filter passes above which the branch-free loops pay
@@ -1563,24 +1415,73 @@ def _ratio(period_ns: int, tick_ns: int) -> tuple[int, int]:
     raise ValueError(f"a tick of {tick_ns} ns does not divide or fill a period of {period_ns} ns")
 
 
-def needs_compile() -> bool:
-    """True when the per-user kernel is neither loaded in this process nor in Numba's disk
-    cache (for the current engine sources): the next :func:`compute` compiles, about a
-    minute on 2 cores. Reads the cache's small index file, nothing is compiled."""
-    global _KERNELS_READY
-    if _KERNELS_READY or _user_targets.signatures or _kernel.parallel.signatures or _kernel.serial.signatures:
+def _driver(config: Config, plan: Plan = None):
+    """The per-config driver module (:mod:`.cpu_driver`) of ``config``."""
+    plan = compile_plan(config) if plan is None else plan
+    return load_driver(driver_shape(plan, config.timezone == "UTC"))
+
+
+def compile_seconds(config: Config) -> int:
+    """A rough first-call compile time of ``config``'s driver from an empty cache on the
+    2-core development machine, in whole seconds (about 10 s for one kernel, 26 s for
+    seed20's seven: ``benchmarks/cold_start.py``); less when other configs already
+    compiled some of the kernels."""
+    n_kernels = len(driver_shape(compile_plan(config), config.timezone == "UTC")[1])
+    return int(5 * round((7 + 2.7 * n_kernels) / 5))
+
+
+def needs_compile(config: Config) -> bool:
+    """True when the driver of ``config``'s shape is neither loaded in this process nor
+    in Numba's disk cache (for the current engine sources): the next :func:`compute`
+    compiles (seconds to half a minute on 2 cores, with the kernels it calls). Reads the
+    cache's small index file, nothing is compiled."""
+    driver = _driver(config)
+    if driver.users_targets.signatures or getattr(driver, "_cache_checked", False):
         return False
     from numba.core.caching import FunctionCache
 
     try:
-        cold = not FunctionCache(_user_targets.py_func)._cache_file._load_index()
+        cold = not FunctionCache(driver.users_targets.py_func)._cache_file._load_index()
     except Exception:  # an unreadable cache: Numba will compile
         return True
-    _KERNELS_READY = not cold  # read the index once per process
+    driver._cache_checked = not cold  # read the index once per driver and process
     return cold
 
 
-_KERNELS_READY = False
+_POOL = None
+_POOL_KEY = None
+
+
+def _in_threads(fn, offsets: np.ndarray, u0: int, u1: int, args: tuple) -> None:
+    """``fn(a, b, offsets, *args)`` over users [u0, u1) split into ranges of about equal
+    rows, run side by side by ``numba.get_num_threads()`` threads (``fn`` releases the
+    GIL); in the calling thread when that is 1 or in a process forked from one whose
+    thread pools cannot be trusted (:func:`gpu_targets.forksafe.runs_serial`: a
+    DataLoader worker then computes on its own core, as the serial twins did).
+
+    Four ranges per thread, cut at user boundaries by row count, even out users of
+    different sizes (OpenMP's static schedule of ``prange`` cut by users).
+    """
+    import numba
+
+    from ..forksafe import runs_serial
+
+    n_threads = 1 if runs_serial() else numba.get_num_threads()
+    if n_threads <= 1 or u1 - u0 < 2:
+        fn(u0, u1, offsets, *args)
+        return
+    global _POOL, _POOL_KEY
+    key = (os.getpid(), n_threads)
+    if _POOL_KEY != key:  # a forked child inherits no live threads: a pool of its own
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL, _POOL_KEY = ThreadPoolExecutor(n_threads, thread_name_prefix="gpu_targets-cpu"), key
+    cuts = np.searchsorted(offsets, np.linspace(offsets[u0], offsets[u1], 4 * n_threads + 1), side="left")
+    cuts = np.unique(np.clip(cuts, u0, u1))
+    cuts[0], cuts[-1] = u0, u1
+    futures = [_POOL.submit(fn, int(a), int(b), offsets, *args) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    for f in futures:
+        f.result()
 
 
 def compute(
@@ -1609,6 +1510,9 @@ def compute(
         (``out`` when given).
     """
     plan: Plan = compile_plan(config)
+    users_targets = _driver(config, plan).users_targets
+    kind = target_kernels(plan)
+    kmax = np.int64(max(int(plan.k.max(initial=1)), 1))
     order, offsets = group_users(tx)
     has_order = order is not None
     if order is None:
@@ -1642,13 +1546,12 @@ def compute(
     while u0 < n_users:
         u1 = int(np.searchsorted(offsets, offsets[u0] + rows_per_batch, side="right")) - 1
         u1 = min(max(u1, u0 + 1), n_users)
-        _kernel(
-            offsets, order, has_order, time, tfac, local, lfac, local_is_utc,
-            amount, mcc,
+        _in_threads(users_targets, offsets, u0, u1, (
+            order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
             plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
-            plan.fill, plan.col, plan.period_codes, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits,
-            plan.window_key, runp, fdense, out, u0, u1,
-        )
+            plan.fill, plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,
+            plan.nomcc_bits, kmax, runp, fdense, out,
+        ))
         if progress is not None:
             progress(int(offsets[u1] - offsets[u0]))
         u0 = u1
