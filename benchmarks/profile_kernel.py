@@ -1,14 +1,14 @@
 """Cycles per transaction of each target *inside* the cpu engine's per-user driver.
 
 Builds an instrumented copy of the config's generated driver
-(:mod:`gpu_targets.engines.cpu_driver`; the time-stamp counter, ``llvm.readcyclecounter``,
+(:mod:`gpu_targets.engines.cpu.driver`; the time-stamp counter, ``llvm.readcyclecounter``,
 read around each target and around the shared steps: the per-user preparation, V's
 compaction, the window bounds, the sparse segments), runs it on one thread, and prints
 TSC cycles per transaction, the minimum over ``--rounds``. With ``--baseline REV`` the
 package at git revision REV is copied under another name (``gpu_targets_rev``), its
 driver instrumented the same way, and the two run interleaved in one process, so that
 the machine's drift hits both alike (on the shared development VM the speed of the same
-code moves by up to 30% between minutes). REV must have ``engines/cpu_driver.py``
+code moves by up to 30% between minutes). REV must have ``engines/cpu/driver.py``
 (2026-12-03 on).
 
 Why not a plain timer per target: an isolated loop over one user's rows, repeated, lets
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DRIVER = "the generated driver (gpu_targets/engines/cpu_driver.py)"
+DRIVER = "the generated driver (gpu_targets/engines/cpu/driver.py)"
 SLOTS = {"prep": 63, "compaction": 60, "bounds": 61, "segments": 62}
 
 TSC = '''
@@ -110,7 +110,7 @@ def load(package: str, config, name: str, directory: Path):
     """The instrumented driver of ``config`` from ``package`` (``gpu_targets`` or a copy),
     and that package's ``engines.cpu`` with its driver lookup pointed at it."""
     cpu = importlib.import_module(f"{package}.engines.cpu")
-    drv = importlib.import_module(f"{package}.engines.cpu_driver")
+    drv = importlib.import_module(f"{package}.engines.cpu.driver")
     shape = drv.driver_shape(cpu.compile_plan(config), config.timezone == "UTC")
     path = directory / f"{name}.py"
     path.write_text(instrument(drv.driver_source(shape)), encoding="utf-8")
@@ -124,8 +124,8 @@ def _copy_revision(rev: str, directory: Path) -> str:
     """The package at git revision ``rev``, importable as ``gpu_targets_rev``."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "gpu_targets"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive.stdout, check=True)
-    if not (directory / "gpu_targets" / "engines" / "cpu_driver.py").exists():
-        raise SystemExit(f"{rev} has no engines/cpu_driver.py: compare with a revision from 2026-12-03 on")
+    if not (directory / "gpu_targets" / "engines" / "cpu" / "driver.py").exists():
+        raise SystemExit(f"{rev} has no engines/cpu/driver.py: compare with a revision from 2026-12-03 on")
     shutil.move(directory / "gpu_targets", directory / "gpu_targets_rev")
     sys.path.insert(0, str(directory))
     return "gpu_targets_rev"
@@ -138,7 +138,7 @@ def main() -> None:
     p.add_argument("--tx-per-user", type=int, default=4096)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2, help="kernel runs per round")
-    p.add_argument("--baseline", metavar="REV", help="also profile cpu.py at this git revision, interleaved")
+    p.add_argument("--baseline", metavar="REV", help="also profile the package at this git revision, interleaved")
     p.add_argument("--shuffle", action="store_true", help="unsorted input")
     args = p.parse_args()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 from typing import Callable, Optional, Union
@@ -52,9 +54,29 @@ def _compute(transactions, config, backend, progress):
         log.warning("on_invalid: drop dropped %d rows with a null user or time", len(roles) - len(tx))
     name = engines.resolve(backend)
     engine = engines.get(name)
-    if name == "cpu" and engine.needs_compile(cfg):
-        log.info(compiling_message(cfg))
+    if name == "cpu" and engine.needs_compile(cfg):  # after the input checks: only a run that computes says it
+        message = compiling_message(cfg)
+        log.info(message)
+        announce = _ANNOUNCE_COMPILE.get()
+        if announce is not None:
+            announce(message)
     return engine.compute(tx, cfg, progress=progress), tx.kept_rows, cfg, added_columns(roles, cfg)
+
+
+#: Called with :func:`compiling_message` when a run is about to compile (the CLI prints it).
+_ANNOUNCE_COMPILE: contextvars.ContextVar = contextvars.ContextVar("gpu_targets_announce_compile", default=None)
+
+
+@contextlib.contextmanager
+def announce_compile(callback: Callable[[str], None]):
+    """Within the block, ``callback(message)`` is called before the cpu engine compiles
+    the kernels of a config (besides the INFO log line), once the input has passed its
+    checks."""
+    token = _ANNOUNCE_COMPILE.set(callback)
+    try:
+        yield
+    finally:
+        _ANNOUNCE_COMPILE.reset(token)
 
 
 def compiling_message(config: Config) -> str:

@@ -222,11 +222,10 @@ def generate(
         total=table.num_rows, unit="tx", unit_scale=True, desc="targets", file=sys.stderr,
         disable=True if no_progress else None, leave=False,
     )
-    if backend_used == "cpu" and engines.get("cpu").needs_compile(cfg):
-        from .api import compiling_message
+    from .api import announce_compile
 
-        click.echo(compiling_message(cfg) + "...", err=True)
-    with bar:  # the input's columns are carried through as Arrow, unchanged
+    # the input's columns are carried through as Arrow, unchanged
+    with bar, announce_compile(lambda message: click.echo(message + "...", err=True)):
         out = generate_table(table, cfg, backend=backend_used, progress=bar.update)
     t2 = time.perf_counter()
     write_output(out, output)
@@ -379,12 +378,11 @@ def demo(users: int, tx_per_user: int, backend: str, output: Optional[Path]) -> 
     frame = synthetic_transactions(users, tx_per_user, seed=0)
     # one user first: compiles the kernels (or loads them from Numba's disk cache), so
     # that the time printed below is the computation's own
-    if backend_used == "cpu" and engines.get("cpu").needs_compile(cfg):
-        from .api import compiling_message
+    from .api import announce_compile
 
-        click.echo(compiling_message(cfg) + "...", err=True)
     t0 = time.perf_counter()
-    generate_targets(frame.iloc[:tx_per_user], cfg, backend=backend_used)
+    with announce_compile(lambda message: click.echo(message + "...", err=True)):
+        generate_targets(frame.iloc[:tx_per_user], cfg, backend=backend_used)
     warmup = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = generate_targets(frame, cfg, backend=backend_used)

@@ -1,7 +1,7 @@
 """Where Numba caches gpu_targets' compiled kernels, and when that cache is stale.
 
 Numba (``cache=True``) keys a cached function on the content of its own source file
-only: a kernel in ``engines/cpu.py`` that calls a helper of ``engines/elementwise.py``
+only: a kernel in ``engines/cpu/periods.py`` that calls a helper of ``engines/elementwise.py``
 or ``calendar.py`` was loaded from the cache unchanged after that helper was edited
 (stale machine code: it happened once, and ``make clean-cache`` was the workaround).
 
@@ -26,7 +26,7 @@ __all__ = ["ENGINE_SOURCES", "engine_source_stamp", "install", "install_cuda"]
 PACKAGE = Path(__file__).resolve().parent
 #: Modules (relative to the package) whose content any cached kernel may depend on:
 #: every module with jitted code, and those they take compile-time constants from.
-ENGINE_SOURCES = ("engines/*.py", "calendar.py", "transactions.py", "torch.py", "buffers.py", "forksafe.py")
+ENGINE_SOURCES = ("engines/*.py", "engines/cpu/*.py", "calendar.py", "transactions.py", "torch.py", "buffers.py", "forksafe.py")
 
 
 def engine_source_stamp(root: Path = PACKAGE, patterns: tuple = ENGINE_SOURCES) -> str:

@@ -934,7 +934,7 @@ def test_cpu_expanding_sum_lanes_restart_at_every_run(n_runs):
     """The cpu engine's dense expanding sum walks four lanes of runs at once: each row's
     value must still be the sum of the V rows before it in its own run, whatever the
     number of runs (fewer than four lanes' worth included) and their lengths."""
-    from gpu_targets.engines import cpu
+    from gpu_targets.engines.cpu import periods
 
     rng = np.random.default_rng(n_runs)
     lengths = rng.integers(1, 40, n_runs)
@@ -946,7 +946,7 @@ def test_cpu_expanding_sum_lanes_restart_at_every_run(n_runs):
     bits = rng.integers(0, 2, m).astype(np.uint64) << np.uint64(3)
     a = np.round(rng.normal(0, 100, m), 2)
     dst = np.full(m, np.nan, dtype=np.float32)
-    cpu._masked_sum(starts, n_runs, isnew, bits, 3, a, np.int64(-1), dst)
+    periods._masked_sum(starts, n_runs, isnew, bits, 3, a, np.int64(-1), dst)
     want = np.empty(m)
     for q in range(n_runs):
         sel = np.where(bits[starts[q] : starts[q + 1]] != 0, a[starts[q] : starts[q + 1]], 0.0)

@@ -10,13 +10,14 @@ from numba.core.caching import FunctionCache
 
 import gpu_targets
 from gpu_targets import kernel_cache, transactions
-from gpu_targets.engines import cpu, cpu_driver
+from gpu_targets.engines import cpu
+from gpu_targets.engines.cpu import driver as cpu_driver, periods, runs
 
 DAILY = {"targets": [{"name": "s", "agg": "sum", "window": {"period": "day", "mode": "expanding"}}]}
 
 
 def test_package_kernels_use_the_engine_source_locator():
-    for dispatcher in (cpu._mono_runs, cpu._period_moments_expanding, transactions._scan_chunks.parallel,
+    for dispatcher in (runs._mono_runs, periods._period_moments_expanding, transactions._scan_chunks.parallel,
                        transactions._scan_chunks.serial):
         locator = dispatcher._cache._impl._locator
         assert isinstance(locator, (kernel_cache.UserProvidedLocator, kernel_cache.InPackageLocator,
@@ -37,13 +38,13 @@ def test_the_stamp_covers_the_helper_modules(tmp_path):
 
 
 def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeypatch):
-    """A kernel of cpu.py is cached; after elementwise.py changes, its cache index no
-    longer matches (Numba's own stamp, cpu.py's content alone, would still match)."""
+    """A kernel of engines/cpu/periods.py is cached; after elementwise.py changes, its cache index no
+    longer matches (Numba's own stamp, periods.py's content alone, would still match)."""
     from gpu_targets.datasets import synthetic_transactions
 
     frame = synthetic_transactions(5, 16, seed=0)
     gpu_targets.generate(frame, DAILY, backend="cpu")  # compiled or loaded: the index exists
-    fresh = FunctionCache(cpu._period_moments_expanding.py_func)
+    fresh = FunctionCache(periods._period_moments_expanding.py_func)
     assert fresh._cache_file._load_index(), "the kernel should be in the disk cache"
 
     root = tmp_path / "pkg"
@@ -52,7 +53,7 @@ def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeyp
     helper.write_text(helper.read_text() + "\n# edited\n")
     edited = kernel_cache.engine_source_stamp(root)
     monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: edited)
-    assert FunctionCache(cpu._period_moments_expanding.py_func)._cache_file._load_index() == {}
+    assert FunctionCache(periods._period_moments_expanding.py_func)._cache_file._load_index() == {}
 
 
 def test_a_driver_is_a_new_file_when_an_engine_source_changes(tmp_path, monkeypatch):
@@ -82,7 +83,7 @@ def test_install_is_idempotent():
     assert classes.count(kernel_cache.InPackageLocator) == 1
 
 
-@pytest.mark.parametrize("path,inside", [("engines/cpu.py", True), ("../setup.py", False)])
+@pytest.mark.parametrize("path,inside", [("engines/cpu/periods.py", True), ("../setup.py", False)])
 def test_only_the_package_files_are_claimed(path, inside):
     assert kernel_cache._in_package(str(kernel_cache.PACKAGE / path)) is inside
 
@@ -107,6 +108,11 @@ def test_a_cold_cache_is_announced_before_compiling(tmp_path, monkeypatch):
     monkeypatch.setattr(cpu, "needs_compile", lambda config: True)  # as in a fresh environment
     cold = CliRunner().invoke(main, args)
     assert cold.exit_code == 0 and "compiling the cpu engine's kernels for this config once (about 10 s" in cold.stderr
+    # input that fails its checks is not announced: the one line is the error
+    (tmp_path / "bad.yaml").write_text("columns: {user: nobody}\n" + (tmp_path / "c.yaml").read_text())
+    bad = CliRunner().invoke(main, args[:3] + [str(tmp_path / "bad.yaml")] + args[4:])
+    assert bad.exit_code == 2 and bad.stderr.strip().splitlines()[0].startswith("error: "), bad.stderr
+    assert "compiling" not in bad.stderr
     logger = logging.getLogger("gpu_targets")
     records = []
     handler = logging.Handler()

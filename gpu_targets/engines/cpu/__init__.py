@@ -1,0 +1,322 @@
+"""The ``cpu`` engine: Numba ``@njit`` kernels, parallel over users.
+
+Rooms
+-----
+This module: :func:`compute` (grouping, output memory, the threads over users).
+:mod:`.driver` generates the per-config driver that runs every target of a range of
+users, calling only the kernels the config uses; the kernels live in :mod:`.runs`
+(filter bits and calendar runs), :mod:`.periods` (expanding / full / next windows),
+:mod:`.topk`, :mod:`.bounds` (duration windows: V and W(i)), :mod:`.sliding`
+(aggregations over W(i)) and :mod:`.intrinsics` (raw LLVM).
+
+Layout of the work
+------------------
+1. Group rows by user and order each user's rows by ``(time, input row)``
+   (:func:`group_users`). Input already grouped and time-sorted is recognised by the
+   scan that validates the time column (``Transactions.ordered``) and is not sorted;
+   user offsets then come from a galloping search. Otherwise a stable counting sort by
+   user code (integer ids in a narrow range are their own codes), then a stable sort of
+   the times inside each user that needs it.
+2. Ranges of users on a thread pool (:func:`_in_threads`). A user's rows (views of the input when it is sorted) stay in
+   cache while *every* target of the config is computed from them:
+
+   * one pass gives each row's ``uint64`` bit set of the MCC/sign filters it passes and
+     the runs of local days; hours come from their own pass, weeks .. years are merged
+     from the day runs (O(days), no per-row calendar arithmetic);
+   * period windows walk the rows once per target with a reset at each run:
+     expanding values are written row by row, full/next windows keep one value per run
+     and fill. Dense filters (more than 5% of rows) take branch-free loops (rows
+     outside V add +0.0 through a bit mask), sparse ones keep a branch that predicts
+     well;
+   * trailing / forward durations: the rows of V (the target's filter) are compacted
+     once per filter and W(i) becomes a range [lo[i], hi[i]) of them, once per
+     (filter, duration, mode): a forward scan for sparse V, 8-wide vector compares in
+     four interleaved lanes for dense V. Then compensated prefix sums for
+     count/sum/mean/any, double-double prefix sums for std, a two-stack queue (van Herk
+     / Gil-Werman) for min/max and a Fenwick tree over value ranks for top-k;
+   * float64 arithmetic, float32 results.
+3. On unsorted input the kernel writes in sorted order, row-major, and a tiled gather
+   puts the rows back in input order. Outputs come from
+   :data:`gpu_targets.buffers.OUTPUT_POOL` (the memory of dropped outputs, already
+   faulted in); new memory is faulted in by a parallel first-touch pass before the
+   kernel (:func:`_first_touch`), not by its stores.
+
+Calendar periods need not be monotone in time under a DST time zone (a fall-back at
+midnight repeats part of a day); such a user's rows are visited in a stable period order
+instead, which gives the same windows as SPEC.md's definition.
+
+How each loop was chosen, and the per-target cost in cycles, is in
+``docs/benchmarks.md`` ("Where the time goes"). Compilation is cached on disk
+(``cache=True``): a second process loads the machine code. Every array reaches the
+kernels read-only, so each kernel has one signature.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from numba import njit, prange
+
+from ...buffers import OUTPUT_POOL
+from ...calendar import local_wall_clock_ns
+from ...forksafe import parallel_njit
+from ...spec import Config
+from ...transactions import Transactions
+from ..elementwise import row_filter_bits
+from ..grouping import group_users, readonly as _ro
+from ..plan import compile_plan, NEXT, Plan
+from .driver import driver_shape, load_driver, target_kernels
+from .runs import _NS_PER_DAY, _NS_PER_HOUR
+
+__all__ = ["compute", "needs_compile", "compile_seconds"]
+
+
+_DENSE = 0.05  # share of rows a filter passes above which the branch-free loops pay
+_DENSITY_SAMPLE = 1 << 14
+
+
+@njit(cache=True)
+def _dense_filters(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
+    """Per filter bit: does it pass more than ``_DENSE`` of the first rows?
+
+    Chooses between branchy and branch-free loops; results do not depend on it.
+    """
+    n = min(mcc.shape[0], _DENSITY_SAMPLE)
+    counts = np.zeros(64, dtype=np.int64)
+    for r in range(n):
+        b = row_filter_bits(mcc[r], amount[r], mcc_bits, sign_bits, nomcc_bits)
+        while b:  # one step per filter the row passes
+            low = b & (~b + np.uint64(1))
+            f = 0
+            while (np.uint64(1) << np.uint64(f)) != low:
+                f += 1
+            counts[f] += 1
+            b ^= low
+    dense = np.empty(64, dtype=np.bool_)
+    for f in range(64):
+        dense[f] = counts[f] > _DENSE * max(n, 1)
+    return dense
+
+
+@parallel_njit
+def _inverse(order):
+    """inv[order[k]] = k."""
+    inv = np.empty(order.shape[0], dtype=np.int64)
+    for k in prange(order.shape[0]):
+        inv[order[k]] = k
+    return inv
+
+
+@parallel_njit
+def _unpermute(rows, inv, dst):
+    """dst[c, i] = rows[inv[i], c]: row-major targets in sorted order -> columns in input order.
+
+    Per block of input rows: gather whole rows of targets (random reads, one or two cache
+    lines each) into a tile that stays in cache, then write it out column by column
+    (sequential writes, one stream at a time).
+    """
+    n, n_cols = rows.shape
+    block = 1024
+    for b in prange((n + block - 1) // block):
+        i0 = b * block
+        i1 = min(i0 + block, n)
+        tile = np.empty((block, n_cols), dtype=np.float32)
+        for i in range(i0, i1):
+            k = inv[i]
+            for c in range(n_cols):
+                tile[i - i0, c] = rows[k, c]
+        for c in range(n_cols):
+            for i in range(i0, i1):
+                dst[c, i] = tile[i - i0, c]
+
+
+_PAGE_FLOATS = 1024  # float32 per 4 KiB page
+
+
+@parallel_njit
+def _first_touch(flat):
+    """Write one float32 per 4 KiB page of ``flat`` (values to be overwritten), in
+    parallel and in address order.
+
+    Fresh output memory is faulted in here, before the kernel, instead of by the
+    kernel's first stores. NumPy asks for transparent huge pages on large arrays, so a
+    fault zeroes 2 MiB, and a seed20 output (22 columns, each written 16 KB per user)
+    faults every few users: each zeroing sweeps the size of this machine's L2 out from
+    under the kernel's cache-resident user (our reading of the numbers, not traced).
+    ``benchmarks/output_memory.py --first-touch`` (seed20, 2,048 x 4,096 rows, 2
+    threads), three runs: faulted by the kernel 710 / 1,129 / 971 ms, faulted here first
+    706 / 835 / 789 ms, a reused buffer 634 / 740 / 743 ms; seed_daily_5411 (one
+    column): no difference.
+    """
+    for p in prange((flat.shape[0] + _PAGE_FLOATS - 1) // _PAGE_FLOATS):
+        flat[p * _PAGE_FLOATS] = 0.0
+
+
+def _fresh_output(shape) -> np.ndarray:
+    """A float32 array of ``shape`` from :data:`gpu_targets.buffers.OUTPUT_POOL`: the
+    memory of an earlier, dropped output when one fits, else new memory with its pages
+    faulted in (:func:`_first_touch`)."""
+    buf, fresh = OUTPUT_POOL.empty(shape, np.float32)
+    if fresh and _PREFAULT and buf.size:
+        _first_touch(buf.reshape(-1))
+    return buf
+
+
+_PREFAULT = True
+
+
+def _ratio(period_ns: int, tick_ns: int) -> tuple[int, int]:
+    """(num, den) with ``period index = floor(ticks * num / den)``, one of them 1."""
+    if period_ns % tick_ns == 0:
+        return 1, period_ns // tick_ns
+    if tick_ns % period_ns == 0:
+        return tick_ns // period_ns, 1
+    raise ValueError(f"a tick of {tick_ns} ns does not divide or fill a period of {period_ns} ns")
+
+
+def _driver(config: Config, plan: Plan = None):
+    """The per-config driver module (:mod:`.driver`) of ``config``."""
+    plan = compile_plan(config) if plan is None else plan
+    return load_driver(driver_shape(plan, config.timezone == "UTC"))
+
+
+def compile_seconds(config: Config) -> int:
+    """A rough first-call compile time of ``config``'s driver from an empty cache on the
+    2-core development machine, in whole seconds (about 10 s for one kernel, 26 s for
+    seed20's seven: ``benchmarks/cold_start.py``); less when other configs already
+    compiled some of the kernels."""
+    n_kernels = len(driver_shape(compile_plan(config), config.timezone == "UTC")[1])
+    return int(5 * round((7 + 2.7 * n_kernels) / 5))
+
+
+def needs_compile(config: Config) -> bool:
+    """True when the driver of ``config``'s shape is neither loaded in this process nor
+    in Numba's disk cache (for the current engine sources): the next :func:`compute`
+    compiles (seconds to half a minute on 2 cores, with the kernels it calls). Reads the
+    cache's small index file, nothing is compiled."""
+    driver = _driver(config)
+    if driver.users_targets.signatures or getattr(driver, "_cache_checked", False):
+        return False
+    from numba.core.caching import FunctionCache
+
+    try:
+        cold = not FunctionCache(driver.users_targets.py_func)._cache_file._load_index()
+    except Exception:  # an unreadable cache: Numba will compile
+        return True
+    driver._cache_checked = not cold  # read the index once per driver and process
+    return cold
+
+
+_POOL = None
+
+
+_POOL_KEY = None
+
+
+def _in_threads(fn, offsets: np.ndarray, u0: int, u1: int, args: tuple) -> None:
+    """``fn(a, b, offsets, *args)`` over users [u0, u1) split into ranges of about equal
+    rows, run side by side by ``numba.get_num_threads()`` threads (``fn`` releases the
+    GIL); in the calling thread when that is 1 or in a process forked from one whose
+    thread pools cannot be trusted (:func:`gpu_targets.forksafe.runs_serial`: a
+    DataLoader worker then computes on its own core, as the serial twins did).
+
+    Four ranges per thread, cut at user boundaries by row count, even out users of
+    different sizes (OpenMP's static schedule of ``prange`` cut by users).
+    """
+    import numba
+
+    from ...forksafe import runs_serial
+
+    n_threads = 1 if runs_serial() else numba.get_num_threads()
+    if n_threads <= 1 or u1 - u0 < 2:
+        fn(u0, u1, offsets, *args)
+        return
+    global _POOL, _POOL_KEY
+    key = (os.getpid(), n_threads)
+    if _POOL_KEY != key:  # a forked child inherits no live threads: a pool of its own
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL, _POOL_KEY = ThreadPoolExecutor(n_threads, thread_name_prefix="gpu_targets-cpu"), key
+    cuts = np.searchsorted(offsets, np.linspace(offsets[u0], offsets[u1], 4 * n_threads + 1), side="left")
+    cuts = np.unique(np.clip(cuts, u0, u1))
+    cuts[0], cuts[-1] = u0, u1
+    futures = [_POOL.submit(fn, int(a), int(b), offsets, *args) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    for f in futures:
+        f.result()
+
+
+def compute(
+    tx: Transactions, config: Config, progress=None, *, rows_per_batch: int = 1 << 21, out: np.ndarray = None
+) -> np.ndarray:
+    """All targets of ``config`` for every transaction, with the Numba kernels.
+
+    Parameters
+    ----------
+    tx : Transactions
+        Role arrays in input row order.
+    config : Config
+    progress : callable(int) or None
+        Called with the number of rows finished after each batch of users.
+    rows_per_batch : int
+        With ``progress``, users are processed in batches of about this many rows
+        (progress granularity); without, in one batch.
+    out : ndarray of float32, shape (n_target_columns, n), optional
+        Where to write, any strides: e.g. ``buf.T`` of a row-major ``(n, n_columns)``
+        buffer, which the PyTorch feed copies user by user into its batch tensors.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_target_columns, n)
+        Row ``c`` is output column ``config.output_columns[c]``, in input row order
+        (``out`` when given).
+    """
+    plan: Plan = compile_plan(config)
+    users_targets = _driver(config, plan).users_targets
+    kind = target_kernels(plan)
+    kmax = np.int64(max(int(plan.k.max(initial=1)), 1))
+    order, offsets = group_users(tx)
+    has_order = order is not None
+    if order is None:
+        order = np.empty(0, dtype=np.int64)
+    local_is_utc = config.timezone == "UTC"
+    time, amount, mcc = _ro(tx.time), _ro(tx.amount), _ro(tx.mcc)
+    # durations in the input's own ticks when they divide exactly: no ns conversion pass
+    tfac, param = np.int64(tx.time_factor), plan.param
+    durations = plan.window > NEXT
+    if tfac != 1 and np.all(param[durations] % tfac == 0):
+        param = np.where(durations, param // tfac, param)
+        tfac = np.int64(1)
+    local = time if local_is_utc else _ro(local_wall_clock_ns(tx.time_ns, config.timezone))
+    lfac = np.int64(tx.time_factor if local_is_utc else 1)
+    fdense = _dense_filters(mcc, amount, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
+    runp = np.array([*_ratio(_NS_PER_DAY, int(lfac)), *_ratio(_NS_PER_HOUR, int(lfac))], dtype=np.int64)
+    result = out
+    if out is None:
+        result = out = _fresh_output((plan.n_columns, len(tx)))
+    elif out.shape != (plan.n_columns, len(tx)) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {(plan.n_columns, len(tx))}, got {out.dtype} {out.shape}")
+    if has_order:
+        # unsorted input: the kernel writes in sorted order, row-major, and the rows are
+        # then put back in input order by a gather (random reads of whole rows of
+        # targets, sequential writes), much cheaper than scattering column by column
+        out = _fresh_output((len(tx), plan.n_columns)).T
+    n_users = offsets.shape[0] - 1
+    if progress is None:
+        rows_per_batch = len(tx)  # one parallel region: no progress to report between batches
+    u0 = 0
+    while u0 < n_users:
+        u1 = int(np.searchsorted(offsets, offsets[u0] + rows_per_batch, side="right")) - 1
+        u1 = min(max(u1, u0 + 1), n_users)
+        _in_threads(users_targets, offsets, u0, u1, (
+            order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
+            plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
+            plan.fill, plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,
+            plan.nomcc_bits, kmax, runp, fdense, out,
+        ))
+        if progress is not None:
+            progress(int(offsets[u1] - offsets[u0]))
+        u0 = u1
+    if has_order:
+        _unpermute(out.T, _inverse(order), result)
+    return result
