@@ -103,6 +103,7 @@ from .cuda_functions import (  # noqa: E402
     row_filter_bits,
     std_is_trusted,
     sum_is_trusted,
+    topk_insert,
     two_prod,
 )
 from .plan import FULL, MAX, MEAN, MIN, NEXT, STD, SUM, TOPK, TRAILING, Plan, compile_plan  # noqa: E402
@@ -166,30 +167,6 @@ def _upper_time(time, g, tfac, lo, hi, v):
         else:
             hi = mid
     return lo
-
-
-@cuda.jit(device=True, inline="always")
-def _topk_insert(out, col, row, kn, k, x):
-    """Insert x into the descending buffer out[col:col+kn, row] (at most k values).
-
-    The buffer is the float32 output itself: rounding is monotone, so the k largest
-    rounded values are the rounded k largest values.
-    """
-    if kn == k:
-        if not x > out[col + k - 1, row]:
-            return kn
-        j = k - 1
-    else:
-        j = kn
-        kn += 1
-    while j > 0 and out[col + j - 1, row] < x:
-        out[col + j, row] = out[col + j - 1, row]
-        j -= 1
-    out[col + j, row] = x
-    return kn
-
-
-# --------------------------------------------------------------------------- kernels
 
 
 @cuda.jit(cache=True)
@@ -395,7 +372,7 @@ def _period_topk(offs, g, key, mode, k, fill, amount, mcc, mcc_bits, sign_bits, 
             i = g[j]
             a = amount[i]
             if row_filter_bits(mcc[i], a, mcc_bits, sign_bits, nomcc_bits) & bit:
-                kn = _topk_insert(out, col, row, kn, k, abs(a) if absf else a)
+                kn = topk_insert(out[col : col + k, row], kn, k, abs(a) if absf else a)
         for j in range(kn, k):
             out[col + j, row] = fill
         q += cuda.blockDim.x
@@ -513,7 +490,7 @@ def _duration_scan(offs, g, time, tfac, d, mode, agg, k, fill, amount, mcc, mcc_
             if row_filter_bits(mcc[i], a, mcc_bits, sign_bits, nomcc_bits) & bit:
                 x = abs(a) if absf else a
                 if agg == TOPK:
-                    kn = _topk_insert(out, col, row, kn, k, x)
+                    kn = topk_insert(out[col : col + k, row], kn, k, x)
                 else:
                     kn = 1
                     ext = min(ext, x) if agg == MIN else max(ext, x)

@@ -193,3 +193,24 @@ def finish_direct_sum(s, c, scaled_s, scaled_c, n_pos_inf, n_neg_inf):
     if total - total == 0.0:
         return total
     return (scaled_s + scaled_c) * 4.0
+
+
+@register_jitable
+def topk_insert(buf, kn, k, x):
+    """Insert ``x`` into the descending buffer ``buf[:kn]`` holding at most ``k`` values
+    (a 1-D view, any stride: the cpu engine's scratch, or the cuda engine's float32
+    output column ``out[col:col + k, row]``, where rounding is monotone, so the k largest
+    rounded values are the rounded k largest values). Returns the new ``kn``. NaN is
+    never inserted (``x > ...`` is false); O(k) per insert."""
+    if kn == k:
+        if not x > buf[k - 1]:
+            return kn
+        j = k - 1
+    else:
+        j = kn
+        kn += 1
+    while j > 0 and buf[j - 1] < x:
+        buf[j] = buf[j - 1]
+        j -= 1
+    buf[j] = x
+    return kn

@@ -7,24 +7,8 @@ import numpy as np
 from numba import njit
 
 from ..plan import EXPANDING
+from ..elementwise import topk_insert
 from .periods import _fill_runs, _value
-
-
-@njit(cache=True)
-def _topk_insert(kbuf, kn, k, x):
-    """Insert x into the descending buffer kbuf[:kn] holding at most k values; new kn."""
-    if kn == k:
-        if not x > kbuf[k - 1]:
-            return kn
-        j = k - 1
-    else:
-        j = kn
-        kn += 1
-    while j > 0 and kbuf[j - 1] < x:
-        kbuf[j] = kbuf[j - 1]
-        j -= 1
-    kbuf[j] = x
-    return kn
 
 
 @njit(cache=True)
@@ -37,7 +21,7 @@ def _period_topk(starts, nr, bits, bit, a, absf, mode, k, fill, kres, krun, kbuf
             kbuf[j] = fill  # unfilled places read as fill
         for r in range(starts[q], starts[q + 1]):
             if bits[r] & bit:
-                kn = _topk_insert(kbuf, kn, k, _value(a, r, absf))
+                kn = topk_insert(kbuf, kn, k, _value(a, r, absf))
             if mode == EXPANDING:
                 for j in range(k):
                     kres[j, r] = kbuf[j]
