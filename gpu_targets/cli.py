@@ -225,7 +225,7 @@ def generate(
     from .api import announce_compile
 
     # the input's columns are carried through as Arrow, unchanged
-    with bar, announce_compile(lambda message: click.echo(message + "...", err=True)):
+    with bar, announce_compile(lambda message: bar.write(message + "...", file=sys.stderr)):  # above the bar
         out = generate_table(table, cfg, backend=backend_used, progress=bar.update)
     t2 = time.perf_counter()
     write_output(out, output)

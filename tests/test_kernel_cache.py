@@ -185,3 +185,41 @@ def test_the_cuda_kernels_are_keyed_on_every_engine_source():
     kernel_cache.install_cuda()
     locator = dispatcher.CUDACacheImpl(types.FunctionType(kernel_code, {}, "_scan"))._locator
     assert locator.get_source_stamp()[0] == kernel_cache.engine_source_stamp()
+
+
+def test_a_driver_file_with_other_content_is_replaced_before_import(tmp_path, monkeypatch):
+    """A corrupt or planted file under a driver's name is never imported: the text is
+    compared and the file rewritten (atomically) when it differs."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_driver, "_LOADED", {})
+    shape = cpu_driver.driver_shape(cpu.compile_plan(gpu_targets.load_config(DAILY)), True)
+    path = Path(cpu_driver.load_driver(shape).__file__)
+    monkeypatch.setattr(cpu_driver, "_LOADED", {})
+    path.write_text("raise SystemExit('planted code ran')\n")
+    module = cpu_driver.load_driver(shape)
+    assert "planted" not in path.read_text() and hasattr(module, "users_targets")
+
+
+def test_a_failing_range_of_users_waits_for_the_others(monkeypatch):
+    """No range may still write into the output after compute returns or raises."""
+    import threading
+    import time
+
+    import numba
+    import numpy as np
+
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    finished = []
+    lock = threading.Lock()
+
+    def fn(u0, u1, offsets, flag):
+        if u0 == 0:
+            raise ValueError("range 0 failed")
+        time.sleep(0.05)
+        with lock:
+            finished.append(u0)
+
+    offsets = np.arange(0, 81, 10, dtype=np.int64)  # 8 users of 10 rows
+    with pytest.raises(ValueError, match="range 0 failed"):
+        cpu._in_threads(fn, offsets, 0, 8, (None,))
+    assert sorted(finished) == list(range(1, 8))  # every other range ran to its end first

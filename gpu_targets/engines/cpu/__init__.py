@@ -54,6 +54,7 @@ kernels read-only, so each kernel has one signature.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -209,9 +210,17 @@ def needs_compile(config: Config) -> bool:
 
 
 _POOL = None
-
-
 _POOL_KEY = None
+_POOL_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _POOL_LOCK
+    _POOL_LOCK = threading.Lock()  # held by another thread at fork time, it would stay held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _in_threads(fn, offsets: np.ndarray, u0: int, u1: int, args: tuple) -> None:
@@ -233,15 +242,28 @@ def _in_threads(fn, offsets: np.ndarray, u0: int, u1: int, args: tuple) -> None:
         fn(u0, u1, offsets, *args)
         return
     global _POOL, _POOL_KEY
-    key = (os.getpid(), n_threads)
-    if _POOL_KEY != key:  # a forked child inherits no live threads: a pool of its own
-        from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
-        _POOL, _POOL_KEY = ThreadPoolExecutor(n_threads, thread_name_prefix="gpu_targets-cpu"), key
+    key = (os.getpid(), n_threads)
+    with _POOL_LOCK:
+        if _POOL_KEY != key:  # a forked child inherits no live threads: a pool of its own
+            if _POOL is not None and _POOL_KEY[0] == os.getpid():
+                _POOL.shutdown(wait=False)  # another thread count: the old threads end when idle
+            _POOL, _POOL_KEY = ThreadPoolExecutor(n_threads, thread_name_prefix="gpu_targets-cpu"), key
+        pool = _POOL
     cuts = np.searchsorted(offsets, np.linspace(offsets[u0], offsets[u1], 4 * n_threads + 1), side="left")
     cuts = np.unique(np.clip(cuts, u0, u1))
     cuts[0], cuts[-1] = u0, u1
-    futures = [_POOL.submit(fn, int(a), int(b), offsets, *args) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    futures = [pool.submit(fn, int(a), int(b), offsets, *args) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    # every range finished (or never started) before returning or raising: none may
+    # still write into ``out`` (a caller's buffer, reused for the next batch)
+    try:
+        wait(futures)
+    except BaseException:  # KeyboardInterrupt: drop the ranges not started, wait for the rest
+        for f in futures:
+            f.cancel()
+        wait(futures)
+        raise
     for f in futures:
         f.result()
 
