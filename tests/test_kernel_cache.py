@@ -38,13 +38,16 @@ def test_the_stamp_covers_the_helper_modules(tmp_path):
 
 
 def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeypatch):
-    """A kernel of engines/cpu/periods.py is cached; after elementwise.py changes, its cache index no
-    longer matches (Numba's own stamp, periods.py's content alone, would still match)."""
+    """A kernel of the cpu engine is cached; after elementwise.py (whose
+    ``row_filter_bits`` it calls) changes, its cache index no longer matches (Numba's own
+    stamp, its own file's content alone, would still match). The kernel is one that
+    ``generate`` calls from Python, so its index exists whether it was compiled here or
+    came with a driver cached by another checkout."""
     from gpu_targets.datasets import synthetic_transactions
 
     frame = synthetic_transactions(5, 16, seed=0)
     gpu_targets.generate(frame, DAILY, backend="cpu")  # compiled or loaded: the index exists
-    fresh = FunctionCache(periods._period_moments_expanding.py_func)
+    fresh = FunctionCache(cpu._dense_filters.py_func)
     assert fresh._cache_file._load_index(), "the kernel should be in the disk cache"
 
     root = tmp_path / "pkg"
@@ -53,7 +56,7 @@ def test_editing_a_helper_module_makes_the_cached_kernel_stale(tmp_path, monkeyp
     helper.write_text(helper.read_text() + "\n# edited\n")
     edited = kernel_cache.engine_source_stamp(root)
     monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: edited)
-    assert FunctionCache(periods._period_moments_expanding.py_func)._cache_file._load_index() == {}
+    assert FunctionCache(cpu._dense_filters.py_func)._cache_file._load_index() == {}
 
 
 def test_a_driver_is_a_new_file_when_an_engine_source_changes(tmp_path, monkeypatch):
