@@ -13,8 +13,8 @@ kernel computes.
 
 ``--first-touch`` times the whole engine (wall time, the numba threads as configured,
 median of ``--repeats``, interleaved) four ways: fresh output faulted in by the
-kernel's own stores (``cpu._PREFAULT = False``, output pool off), fresh output faulted
-in first by :func:`gpu_targets.engines.cpu._first_touch` (pool off: what ``compute``
+kernel's own stores (``buffers.PREFAULT = False``, output pool off), fresh output faulted
+in first by :func:`gpu_targets.buffers.first_touch` (pool off: what ``compute``
 does when the pool has no block), output from the warm pool
 (:data:`gpu_targets.buffers.OUTPUT_POOL`, the previous result dropped: what ``compute``
 does in a loop), and a reused ``out=`` buffer.
@@ -34,6 +34,7 @@ import time
 import numba
 import numpy as np
 
+from gpu_targets import buffers
 from gpu_targets.buffers import OUTPUT_POOL
 from gpu_targets.datasets import synthetic_transactions
 from gpu_targets.engines import cpu
@@ -77,12 +78,12 @@ def first_touch(tx, config, repeats: int) -> None:
     reused = cpu.compute(tx, config)  # compile or load; every page touched
 
     def kernel_faults():
-        cpu._PREFAULT = False
+        buffers.PREFAULT = False
         try:
             with OUTPUT_POOL.off():
                 return cpu.compute(tx, config)
         finally:
-            cpu._PREFAULT = True
+            buffers.PREFAULT = True
 
     def faulted_first():
         with OUTPUT_POOL.off():

@@ -37,8 +37,11 @@ import weakref
 from collections import OrderedDict
 
 import numpy as np
+from numba import prange
 
-__all__ = ["OutputPool", "OUTPUT_POOL", "parse_bytes"]
+from .forksafe import parallel_njit
+
+__all__ = ["OutputPool", "OUTPUT_POOL", "parse_bytes", "fresh_output", "first_touch", "inverse_permutation", "unpermute_rows"]
 
 
 def parse_bytes(text: str) -> int:
@@ -181,3 +184,77 @@ def _pool_from_env() -> OutputPool:
 
 #: The pool the cpu engine takes its output arrays from.
 OUTPUT_POOL = _pool_from_env()
+
+
+# --------------------------------------------------------------------------- engine outputs
+# The cpu engine's output memory: a fresh array from the pool, faulted in ahead of the
+# kernel, and the gather that puts rows computed in sorted order back in input order.
+
+
+@parallel_njit
+def inverse_permutation(order):
+    """inv[order[k]] = k."""
+    inv = np.empty(order.shape[0], dtype=np.int64)
+    for k in prange(order.shape[0]):
+        inv[order[k]] = k
+    return inv
+
+
+@parallel_njit
+def unpermute_rows(rows, inv, dst):
+    """dst[c, i] = rows[inv[i], c]: row-major targets in sorted order -> columns in input order.
+
+    Per block of input rows: gather whole rows of targets (random reads, one or two cache
+    lines each) into a tile that stays in cache, then write it out column by column
+    (sequential writes, one stream at a time).
+    """
+    n, n_cols = rows.shape
+    block = 1024
+    for b in prange((n + block - 1) // block):
+        i0 = b * block
+        i1 = min(i0 + block, n)
+        tile = np.empty((block, n_cols), dtype=np.float32)
+        for i in range(i0, i1):
+            k = inv[i]
+            for c in range(n_cols):
+                tile[i - i0, c] = rows[k, c]
+        for c in range(n_cols):
+            for i in range(i0, i1):
+                dst[c, i] = tile[i - i0, c]
+
+
+_PAGE_FLOATS = 1024  # float32 per 4 KiB page
+
+
+@parallel_njit
+def first_touch(flat):
+    """Write one float32 per 4 KiB page of ``flat`` (values to be overwritten), in
+    parallel and in address order.
+
+    Fresh output memory is faulted in here, before the kernel, instead of by the
+    kernel's first stores. NumPy asks for transparent huge pages on large arrays, so a
+    fault zeroes 2 MiB, and a seed20 output (22 columns, each written 16 KB per user)
+    faults every few users: each zeroing sweeps the size of this machine's L2 out from
+    under the kernel's cache-resident user (our reading of the numbers, not traced).
+    ``benchmarks/output_memory.py --first-touch`` (seed20, 2,048 x 4,096 rows, 2
+    threads), three runs: faulted by the kernel 710 / 1,129 / 971 ms, faulted here first
+    706 / 835 / 789 ms, a reused buffer 634 / 740 / 743 ms; seed_daily_5411 (one
+    column): no difference.
+    """
+    for p in prange((flat.shape[0] + _PAGE_FLOATS - 1) // _PAGE_FLOATS):
+        flat[p * _PAGE_FLOATS] = 0.0
+
+
+def fresh_output(shape) -> np.ndarray:
+    """A float32 array of ``shape`` from :data:`OUTPUT_POOL`: the
+    memory of an earlier, dropped output when one fits, else new memory with its pages
+    faulted in (:func:`first_touch`)."""
+    buf, fresh = OUTPUT_POOL.empty(shape, np.float32)
+    if fresh and PREFAULT and buf.size:
+        first_touch(buf.reshape(-1))
+    return buf
+
+
+#: Fault fresh output memory in before the kernel writes it (``benchmarks/output_memory.py``
+#: turns it off to time the alternative).
+PREFAULT = True

@@ -39,7 +39,7 @@ Layout of the work
    puts the rows back in input order. Outputs come from
    :data:`gpu_targets.buffers.OUTPUT_POOL` (the memory of dropped outputs, already
    faulted in); new memory is faulted in by a parallel first-touch pass before the
-   kernel (:func:`_first_touch`), not by its stores.
+   kernel (:func:`gpu_targets.buffers.first_touch`), not by its stores.
 
 Calendar periods need not be monotone in time under a DST time zone (a fall-back at
 midnight repeats part of a day); such a user's rows are visited in a stable period order
@@ -57,17 +57,17 @@ import os
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ...buffers import OUTPUT_POOL
+from ...buffers import fresh_output, inverse_permutation, unpermute_rows
 from ...calendar import local_wall_clock_ns
-from ...forksafe import parallel_njit
 from ...spec import Config
 from ...transactions import Transactions
 from ..elementwise import row_filter_bits
 from ..grouping import group_users, readonly as _ro
 from ..plan import compile_plan, NEXT, Plan
 from .driver import driver_shape, load_driver, target_kernels
+from .records import InputRows, PlanArrays
 from .runs import _NS_PER_DAY, _NS_PER_HOUR
 
 __all__ = ["compute", "needs_compile", "compile_seconds"]
@@ -100,71 +100,6 @@ def _dense_filters(mcc, amount, mcc_bits, sign_bits, nomcc_bits):
     return dense
 
 
-@parallel_njit
-def _inverse(order):
-    """inv[order[k]] = k."""
-    inv = np.empty(order.shape[0], dtype=np.int64)
-    for k in prange(order.shape[0]):
-        inv[order[k]] = k
-    return inv
-
-
-@parallel_njit
-def _unpermute(rows, inv, dst):
-    """dst[c, i] = rows[inv[i], c]: row-major targets in sorted order -> columns in input order.
-
-    Per block of input rows: gather whole rows of targets (random reads, one or two cache
-    lines each) into a tile that stays in cache, then write it out column by column
-    (sequential writes, one stream at a time).
-    """
-    n, n_cols = rows.shape
-    block = 1024
-    for b in prange((n + block - 1) // block):
-        i0 = b * block
-        i1 = min(i0 + block, n)
-        tile = np.empty((block, n_cols), dtype=np.float32)
-        for i in range(i0, i1):
-            k = inv[i]
-            for c in range(n_cols):
-                tile[i - i0, c] = rows[k, c]
-        for c in range(n_cols):
-            for i in range(i0, i1):
-                dst[c, i] = tile[i - i0, c]
-
-
-_PAGE_FLOATS = 1024  # float32 per 4 KiB page
-
-
-@parallel_njit
-def _first_touch(flat):
-    """Write one float32 per 4 KiB page of ``flat`` (values to be overwritten), in
-    parallel and in address order.
-
-    Fresh output memory is faulted in here, before the kernel, instead of by the
-    kernel's first stores. NumPy asks for transparent huge pages on large arrays, so a
-    fault zeroes 2 MiB, and a seed20 output (22 columns, each written 16 KB per user)
-    faults every few users: each zeroing sweeps the size of this machine's L2 out from
-    under the kernel's cache-resident user (our reading of the numbers, not traced).
-    ``benchmarks/output_memory.py --first-touch`` (seed20, 2,048 x 4,096 rows, 2
-    threads), three runs: faulted by the kernel 710 / 1,129 / 971 ms, faulted here first
-    706 / 835 / 789 ms, a reused buffer 634 / 740 / 743 ms; seed_daily_5411 (one
-    column): no difference.
-    """
-    for p in prange((flat.shape[0] + _PAGE_FLOATS - 1) // _PAGE_FLOATS):
-        flat[p * _PAGE_FLOATS] = 0.0
-
-
-def _fresh_output(shape) -> np.ndarray:
-    """A float32 array of ``shape`` from :data:`gpu_targets.buffers.OUTPUT_POOL`: the
-    memory of an earlier, dropped output when one fits, else new memory with its pages
-    faulted in (:func:`_first_touch`)."""
-    buf, fresh = OUTPUT_POOL.empty(shape, np.float32)
-    if fresh and _PREFAULT and buf.size:
-        _first_touch(buf.reshape(-1))
-    return buf
-
-
-_PREFAULT = True
 
 
 def _ratio(period_ns: int, tick_ns: int) -> tuple[int, int]:
@@ -313,16 +248,20 @@ def compute(
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
     fdense = _dense_filters(mcc, amount, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
     runp = np.array([*_ratio(_NS_PER_DAY, int(lfac)), *_ratio(_NS_PER_HOUR, int(lfac))], dtype=np.int64)
+    rows = InputRows(order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc)
+    arrays = PlanArrays(plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval, plan.fill,
+                        plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,
+                        plan.nomcc_bits, kmax, runp, fdense)
     result = out
     if out is None:
-        result = out = _fresh_output((plan.n_columns, len(tx)))
+        result = out = fresh_output((plan.n_columns, len(tx)))
     elif out.shape != (plan.n_columns, len(tx)) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {(plan.n_columns, len(tx))}, got {out.dtype} {out.shape}")
     if has_order:
         # unsorted input: the kernel writes in sorted order, row-major, and the rows are
         # then put back in input order by a gather (random reads of whole rows of
         # targets, sequential writes), much cheaper than scattering column by column
-        out = _fresh_output((len(tx), plan.n_columns)).T
+        out = fresh_output((len(tx), plan.n_columns)).T
     n_users = offsets.shape[0] - 1
     if progress is None:
         rows_per_batch = len(tx)  # one parallel region: no progress to report between batches
@@ -330,15 +269,10 @@ def compute(
     while u0 < n_users:
         u1 = int(np.searchsorted(offsets, offsets[u0] + rows_per_batch, side="right")) - 1
         u1 = min(max(u1, u0 + 1), n_users)
-        _in_threads(users_targets, offsets, u0, u1, (
-            order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
-            plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval,
-            plan.fill, plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,
-            plan.nomcc_bits, kmax, runp, fdense, out,
-        ))
+        _in_threads(users_targets, offsets, u0, u1, (rows, arrays, out))
         if progress is not None:
             progress(int(offsets[u1] - offsets[u0]))
         u0 = u1
     if has_order:
-        _unpermute(out.T, _inverse(order), result)
+        unpermute_rows(out.T, inverse_permutation(order), result)
     return result

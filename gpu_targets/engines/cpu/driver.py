@@ -116,12 +116,10 @@ from {pkg}.engines.elementwise import row_filter_bits
 
 
 @njit(cache=True, nogil=True)
-def users_targets(
-    u0, u1, offsets, order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc,
-    window, param, slot, agg, k, fbit, absval, fill, col, kind, window_key, codes, mcc_bits, sign_bits,
-    nomcc_bits, kmax, runp, fdense, out,
-):
-    \"\"\"Every target of users u0..u1, written at their sorted positions in ``out``. One
+def users_targets(u0, u1, offsets, rows, plan, out):
+    \"\"\"Every target of users u0..u1, written at their sorted positions in ``out``
+    (``rows``: :class:`~gpu_targets.engines.cpu.records.InputRows`, ``plan``:
+    :class:`~gpu_targets.engines.cpu.records.PlanArrays`). One
     thread runs a range of users (``nogil``; :func:`gpu_targets.engines.cpu._in_threads`
     runs ranges side by side): no parallel loop here, whose passes and second
     optimisation level cost seconds of compilation per driver.\"\"\"
@@ -134,29 +132,29 @@ def users_targets(
 _USER_START = """\
     # the user's rows in (time, row) order: views of the input when it is sorted,
     # else gathered once; either way they stay in cache for every target
-    if has_order:
-        rows = order[s : s + m]
+    if rows.has_order:
+        user_rows = rows.order[s : s + m]
         traw = np.empty(m, dtype=np.int64)
-        lraw = traw if local_is_utc else np.empty(m, dtype=np.int64)
+        lraw = traw if rows.local_is_utc else np.empty(m, dtype=np.int64)
         a = np.empty(m, dtype=np.float64)
         mc = np.empty(m, dtype=np.int32)
         for r in range(m):
-            i = rows[r]
-            traw[r] = time[i]
-            if not local_is_utc:
-                lraw[r] = local[i]
-            a[r] = amount[i]
-            mc[r] = mcc[i]
+            i = user_rows[r]
+            traw[r] = rows.time[i]
+            if not rows.local_is_utc:
+                lraw[r] = rows.local[i]
+            a[r] = rows.amount[i]
+            mc[r] = rows.mcc[i]
     else:
-        traw = time[s : s + m]
-        lraw = traw if local_is_utc else local[s : s + m]
-        a = amount[s : s + m]
-        mc = mcc[s : s + m]
+        traw = rows.time[s : s + m]
+        lraw = traw if rows.local_is_utc else rows.local[s : s + m]
+        a = rows.amount[s : s + m]
+        mc = rows.mcc[s : s + m]
     bits = np.empty(m, dtype=np.uint64)
 """
 
 _PERIODS = """\
-    n_slots = codes.shape[0]
+    n_slots = plan.codes.shape[0]
     pst = np.empty((n_slots, m + 1), dtype=np.int64)
     pvl = np.empty((n_slots, m), dtype=np.int64)
     pnr = np.zeros(n_slots, dtype=np.int64)
@@ -166,8 +164,8 @@ _PERIODS = """\
     day_slot = -1
     need_day = False
     for sl in range(n_slots):
-        need_day |= codes[sl] >= 1
-        if codes[sl] == 1:
+        need_day |= plan.codes[sl] >= 1
+        if plan.codes[sl] == 1:
             day_slot = sl
     nd = 0
     if mono and need_day:
@@ -175,11 +173,11 @@ _PERIODS = """\
             ds, dv, di = pst[day_slot], pvl[day_slot], isnew[day_slot]
         else:
             ds, dv, di = np.empty(m + 1, dtype=np.int64), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.uint8)
-        nd = _bits_and_days(mc, a, lraw, runp[0], runp[1], mcc_bits, sign_bits, nomcc_bits, bits, ds, dv, di)
+        nd = _bits_and_days(mc, a, lraw, plan.runp[0], plan.runp[1], plan.mcc_bits, plan.sign_bits, plan.nomcc_bits, bits, ds, dv, di)
     else:
         ds, dv = pst[0], pvl[0]  # unused
         for r in range(m):
-            bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+            bits[r] = row_filter_bits(mc[r], a[r], plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
 {runs}
     for sl in range(n_slots):
         if sl != day_slot or not mono:
@@ -188,29 +186,29 @@ _PERIODS = """\
     runv = np.empty(m + 1, dtype=np.float64)  # one value per run (full / next)
 """
 _RUNS_UTC = """\
-    _mono_runs(lraw, codes, runp, ds, dv, nd, pst, pvl, pnr)"""
+    _mono_runs(lraw, plan.codes, plan.runp, ds, dv, nd, pst, pvl, pnr)"""
 _RUNS_LOCAL = """\
     if mono:
-        _mono_runs(lraw, codes, runp, ds, dv, nd, pst, pvl, pnr)
+        _mono_runs(lraw, plan.codes, plan.runp, ds, dv, nd, pst, pvl, pnr)
         pv = np.empty((0, 0), dtype=np.int64)
     else:
-        pv = _local_runs(lraw, lfac, codes, pst, pvl, pnr, nonmono)"""
+        pv = _local_runs(lraw, rows.lfac, plan.codes, pst, pvl, pnr, nonmono)"""
 
 _BITS_ONLY = """\
     for r in range(m):
-        bits[r] = row_filter_bits(mc[r], a[r], mcc_bits, sign_bits, nomcc_bits)
+        bits[r] = row_filter_bits(mc[r], a[r], plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
 """
 
 _TOPK_SCRATCH = """\
-    kbuf = np.empty(kmax, dtype=np.float64)
-    krun = np.empty((kmax, m + 1), dtype=np.float64)
+    kbuf = np.empty(plan.kmax, dtype=np.float64)
+    krun = np.empty((plan.kmax, m + 1), dtype=np.float64)
 """
 
 _DURATIONS = """\
-    if tfac != 1:
+    if rows.tfac != 1:
         t = np.empty(m, dtype=np.int64)
         for r in range(m):
-            t[r] = traw[r] * tfac
+            t[r] = traw[r] * rows.tfac
     else:
         t = traw
     # scratch of the duration windows
@@ -223,7 +221,7 @@ _DURATIONS = """\
     # sparse V: bounds and values per segment of rows with the same W(i)
     seg_row = np.empty(m + 2, dtype=np.int64)
     seg_val = np.empty(m + 1, dtype=np.float32)
-    seg_k = np.empty((kmax, m + 1), dtype=np.float32)
+    seg_k = np.empty((plan.kmax, m + 1), dtype=np.float32)
     nv = 0
     nseg = 0
     sparse = False
@@ -234,17 +232,17 @@ _DURATIONS = """\
 """
 
 _LOOP = """\
-    for ti in range(window.shape[0]):
-        c = col[ti]
-        kdst = out[c : c + k[ti], s : s + m]  # results go to the user's sorted positions
+    for ti in range(plan.window.shape[0]):
+        c = plan.col[ti]
+        kdst = out[c : c + plan.k[ti], s : s + m]  # results go to the user's sorted positions
         dst = out[c][s : s + m]  # contiguous when out is
-        kid = kind[ti]
+        kid = plan.kind[ti]
 """
 
-_PERIOD_ARGS = ("pst[sl], pvl[sl], pnr[sl], isnew[sl], bits, fbit[ti], a, absval[ti], window[ti], agg[ti], k[ti], "
-                "fill[ti], fdense[fbit[ti]], dst, kdst, runv, krun, kbuf")
-_PERIOD_ARGS_LOCAL = ("st2, vl2, nr2, isn2, bits[ordp], fbit[ti], a[ordp], absval[ti], window[ti], agg[ti], k[ti], "
-                      "fill[ti], fdense[fbit[ti]], kres[0], kres, runv, krun, kbuf")
+_PERIOD_ARGS = ("pst[sl], pvl[sl], pnr[sl], isnew[sl], bits, plan.fbit[ti], a, plan.absval[ti], plan.window[ti], plan.agg[ti], plan.k[ti], "
+                "plan.fill[ti], plan.fdense[plan.fbit[ti]], dst, kdst, runv, krun, kbuf")
+_PERIOD_ARGS_LOCAL = ("st2, vl2, nr2, isn2, bits[ordp], plan.fbit[ti], a[ordp], plan.absval[ti], plan.window[ti], plan.agg[ti], plan.k[ti], "
+                      "plan.fill[ti], plan.fdense[plan.fbit[ti]], kres[0], kres, runv, krun, kbuf")
 _PERIOD_LOCAL = """\
             if nonmono[sl]:
                 # periods not monotone in time (DST fall-back across a boundary): visit the
@@ -256,8 +254,8 @@ _PERIOD_LOCAL = """\
                 isn2 = np.zeros(m, dtype=np.uint8)
                 for q in range(nr2):
                     isn2[st2[q]] = 1
-                kres = np.empty((k[ti], m), dtype=np.float32)
-{dispatch}                for j in range(k[ti]):
+                kres = np.empty((plan.k[ti], m), dtype=np.float32)
+{dispatch}                for j in range(plan.k[ti]):
                     for q in range(m):
                         kdst[j, ordp[q]] = kres[j, q]
                 continue
@@ -266,26 +264,26 @@ _PERIOD_LOCAL = """\
 _DURATION = """\
         # targets run in plan order, which puts equal filters and windows side by side:
         # V and W(i) are computed once for all of them
-        if fbit[ti] != last_filter:
-            bit = np.uint64(1) << np.uint64(fbit[ti])
-            if fdense[fbit[ti]]:
+        if plan.fbit[ti] != last_filter:
+            bit = np.uint64(1) << np.uint64(plan.fbit[ti])
+            if plan.fdense[plan.fbit[ti]]:
                 nv = _compact(t, bits, bit, a, vt, vv, vr, upto)
             else:
                 nv = _compact_sparse(t, bits, bit, a, vt, vv, vr)
                 if 8 * nv >= m:  # dense for this user after all: bounds row by row need upto
                     _upto_from_rows(vr, nv, upto)
-            last_filter = fbit[ti]
+            last_filter = plan.fbit[ti]
             last_window = -1
-        if window_key[ti] != last_window:
+        if plan.window_key[ti] != last_window:
             # sparse V: W(i) changes on at most 2 nv rows, so values are computed per
             # segment of rows with the same W(i) and filled; else row by row
             sparse = 8 * nv < m
             if sparse:
-                nseg = _sparse_segments(t, vt, vr, nv, param[ti], window[ti], seg_row, lo, hi)
+                nseg = _sparse_segments(t, vt, vr, nv, plan.param[ti], plan.window[ti], seg_row, lo, hi)
                 wlo, whi = lo[:nseg], hi[:nseg]
             else:
-                wlo, whi = _window_bounds(t, param[ti], window[ti], vt, nv, upto, lo, hi)
-            last_window = window_key[ti]
+                wlo, whi = _window_bounds(t, plan.param[ti], plan.window[ti], vt, nv, upto, lo, hi)
+            last_window = plan.window_key[ti]
         if sparse:
 {sparse}        else:
 {dense}"""
@@ -293,12 +291,12 @@ _DURATION = """\
 
 def _sliding_call(name: str, value: str, kvalue: str) -> str:
     if name == "_sliding_topk":
-        return f"_sliding_topk(vv, nv, absval[ti], wlo, whi, k[ti], fill[ti], {kvalue})"
+        return f"_sliding_topk(vv, nv, plan.absval[ti], wlo, whi, plan.k[ti], plan.fill[ti], {kvalue})"
     if name == "_sliding_extreme":
-        return f"_sliding_extreme(vv, nv, absval[ti], wlo, whi, agg[ti] == {MIN}, fill[ti], {value})"
+        return f"_sliding_extreme(vv, nv, plan.absval[ti], wlo, whi, plan.agg[ti] == {MIN}, plan.fill[ti], {value})"
     if name == "_sliding_std":
-        return f"_sliding_std(vv, nv, absval[ti], wlo, whi, fill[ti], {value})"
-    return f"_sliding_moments(vv, nv, absval[ti], wlo, whi, agg[ti], fill[ti], {value})"
+        return f"_sliding_std(vv, nv, plan.absval[ti], wlo, whi, plan.fill[ti], {value})"
+    return f"_sliding_moments(vv, nv, plan.absval[ti], wlo, whi, plan.agg[ti], plan.fill[ti], {value})"
 
 
 def _dispatch(cases: list[tuple[int, str]], indent: str) -> str:
@@ -320,7 +318,7 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
     names = [PERIOD_KERNELS[i] for i in period] + [SLIDING_KERNELS[i - _N_PERIOD] for i in sliding]
     parts = [_USER_START]
     if period:
-        parts.append(_PERIODS.format(mono="True" if utc else "local_is_utc or _is_non_decreasing(lraw)",
+        parts.append(_PERIODS.format(mono="True" if utc else "rows.local_is_utc or _is_non_decreasing(lraw)",
                                      runs=_RUNS_UTC if utc else _RUNS_LOCAL))
     else:
         parts.append(_BITS_ONLY)
@@ -336,7 +334,7 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
             parts.append(f"        if kid < {_N_PERIOD}:\n")
         else:
             parts.append("        if True:  # every target has a period window\n")
-        parts.append("            sl = slot[ti]\n")
+        parts.append("            sl = plan.slot[ti]\n")
         if not utc:
             local = _dispatch([(i, f"{PERIOD_KERNELS[i]}({_PERIOD_ARGS_LOCAL})") for i in period], " " * 16)
             parts.append(_PERIOD_LOCAL.format(dispatch=local))
@@ -347,7 +345,7 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
         for i in sliding:
             name = SLIDING_KERNELS[i - _N_PERIOD]
             if name == "_sliding_topk":
-                fill = "for j in range(k[ti]):\n    _fill_segments(seg_row, nseg, seg_k[j], kdst[j])"
+                fill = "for j in range(plan.k[ti]):\n    _fill_segments(seg_row, nseg, seg_k[j], kdst[j])"
             else:
                 fill = "_fill_segments(seg_row, nseg, seg_val, dst)"
             sparse.append((i, _sliding_call(name, "seg_val[:nseg]", "seg_k[:, :nseg]") + "\n" + fill))
@@ -433,7 +431,8 @@ def _write_once(path: Path, text: str) -> None:
 def load_driver(shape: tuple):
     """The driver module for ``shape``: generated, written and imported on first use in
     a process (its kernels compile on first call, or load from Numba's disk cache).
-    Its ``users_targets(u0, u1, offsets, ...)`` computes users u0..u1 (``nogil``)."""
+    Its ``users_targets(u0, u1, offsets, rows, plan, out)`` computes users u0..u1
+    (``nogil``; the records of :mod:`.records`)."""
     from ...kernel_cache import engine_source_stamp
 
     stamp = engine_source_stamp()
