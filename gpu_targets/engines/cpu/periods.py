@@ -13,15 +13,8 @@ import numpy as np
 from numba import njit
 
 from ..elementwise import compensated_add, dd_add, dd_add_dd, moments_result, two_prod
-from ..plan import ANY, COUNT, EXPANDING, FULL, MEAN, MIN, STD, SUM
+from ..plan import ANY, COUNT, EXPANDING, FULL, MIN, STD, SUM
 from .intrinsics import _ABS_MASK, _fand
-
-
-# --------------------------------------------------------------------------- period windows
-# Each function computes one target for one user over the runs of its period kind:
-# ``bits[r] & bit`` says whether row r is in V (mcc/sign filter, amount not NaN),
-# ``a[r]`` is its amount (``absf``: use |a|), results go to ``dst[r]``. Expanding windows
-# write every row; full and next windows compute one value per run (``runv``) and fill.
 
 
 @njit(cache=True, inline="always")
@@ -32,125 +25,37 @@ def _value(a, r, absf):
 
 # The loops below walk a user's rows with ``r`` from 0 (so that no index needs Python's
 # negative-index wraparound) and reset at each run start (``r == nxt``, a well
-# predicted branch). They take their switches (``absf``, ``is_min``) as arguments that
-# the callers pass as literals: inlined at each call site, each copy is a loop with no
-# branch on a loop-invariant flag (inside the large per-user function LLVM does not
-# unswitch such loops itself).
+# predicted branch). Their switches are data, not branches: ``absmask`` ANDs the
+# amount's bits (:data:`.intrinsics._ABS_MASK` clears the sign for ``abs: true``, -1
+# keeps it) and ``sgn`` (-1.0 for min, +1.0 for max) turns a minimum into the maximum of
+# the negated values (negation is exact). So no loop needs a ladder of calls with
+# literal flags to avoid a branch on a loop-invariant flag (inside the large per-user
+# function LLVM does not unswitch such loops itself), and the four-way ladders
+# (``absf`` x ``is_min``) of earlier versions are gone.
 
 
 @njit(cache=True, inline="always")
-def _expanding_sum(starts, m, bits, bit, a, absf, dst):
-    q = 0
-    nxt = starts[1]
-    s1 = 0.0
-    c1 = 0.0
-    for r in range(m):
-        if r == nxt:
-            q += 1
-            nxt = starts[q + 1]
-            s1 = 0.0
-            c1 = 0.0
-        if bits[r] & bit:
-            s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
-        dst[r] = s1 + c1
-
-
-@njit(cache=True, inline="always")
-def _expanding_count(starts, m, bits, bit, any_, dst):
-    q = 0
-    nxt = starts[1]
-    cnt = 0
-    for r in range(m):
-        if r == nxt:
-            q += 1
-            nxt = starts[q + 1]
-            cnt = 0
-        if bits[r] & bit:
-            cnt += 1
-        dst[r] = min(cnt, 1) if any_ else cnt
-
-
-@njit(cache=True, inline="always")
-def _expanding_mean(starts, m, bits, bit, a, absf, fill, dst):
-    q = 0
-    nxt = starts[1]
-    s1 = 0.0
-    c1 = 0.0
-    cnt = 0
-    for r in range(m):
-        if r == nxt:
-            q += 1
-            nxt = starts[q + 1]
-            s1 = 0.0
-            c1 = 0.0
-            cnt = 0
-        if bits[r] & bit:
-            s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
-            cnt += 1
-        dst[r] = (s1 + c1) / cnt if cnt > 0 else fill
-
-
-@njit(cache=True)
-def _expanding_moments(starts, m, bits, bit, a, absf, agg, fill, dst):
-    """count/sum/mean/any, expanding: a running total reset at each run.
-
-    Sums are compensated (TwoSum errors, as Neumaier), so large cancelling amounts
-    (1e12, 0.1, -1e12) still give 0.1.
-    """
+def _moment(agg, cnt, total, fill):
+    """count / any / sum / mean of a window from its count and compensated sum."""
+    if agg == COUNT:
+        return float(cnt)
+    if agg == ANY:
+        return float(min(cnt, 1))
     if agg == SUM:
-        if absf:
-            _expanding_sum(starts, m, bits, bit, a, True, dst)
-        else:
-            _expanding_sum(starts, m, bits, bit, a, False, dst)
-    elif agg == COUNT:
-        _expanding_count(starts, m, bits, bit, False, dst)
-    elif agg == ANY:
-        _expanding_count(starts, m, bits, bit, True, dst)
-    elif absf:
-        _expanding_mean(starts, m, bits, bit, a, True, fill, dst)
-    else:
-        _expanding_mean(starts, m, bits, bit, a, False, fill, dst)
+        return total
+    return total / cnt if cnt > 0 else fill
+
+
+# One walker per accumulator family, for both kinds of period window: ``expanding`` (a
+# literal at each of the two call sites, so each inlined copy is its own loop) writes
+# the running value at every row; otherwise the value of each whole run goes to
+# ``runv[q]``, written when the next run starts and after the last row.
 
 
 @njit(cache=True, inline="always")
-def _expanding_extreme_loop(starts, m, bits, bit, a, absf, is_min, fill, dst):
-    init = np.inf if is_min else -np.inf
-    q = 0
-    nxt = starts[1]
-    ext = init
-    cnt = 0
-    for r in range(m):
-        if r == nxt:
-            q += 1
-            nxt = starts[q + 1]
-            ext = init
-            cnt = 0
-        x = abs(a[r]) if absf else a[r]
-        inv = bits[r] & bit
-        v = x if inv else init
-        cnt += 1 if inv else 0
-        ext = min(ext, v) if is_min else max(ext, v)
-        dst[r] = ext if cnt > 0 else fill
-
-
-@njit(cache=True)
-def _expanding_extreme(starts, m, bits, bit, a, absf, is_min, fill, dst):
-    """min/max, expanding: branch-free (rows outside V count as +inf for min, -inf for
-    max; a run whose V is still empty gives fill)."""
-    if is_min:
-        if absf:
-            _expanding_extreme_loop(starts, m, bits, bit, a, True, True, fill, dst)
-        else:
-            _expanding_extreme_loop(starts, m, bits, bit, a, False, True, fill, dst)
-    elif absf:
-        _expanding_extreme_loop(starts, m, bits, bit, a, True, False, fill, dst)
-    else:
-        _expanding_extreme_loop(starts, m, bits, bit, a, False, False, fill, dst)
-
-
-@njit(cache=True, inline="always")
-def _run_sum_loop(starts, m, bits, bit, a, absf, want_count, runs, runc):
-    """Per run: compensated sum of V and, if asked, its count."""
+def _walk_moments(starts, m, bits, bit, a, absmask, agg, fill, expanding, dst, runv):
+    """count/sum/mean/any: a running compensated sum (TwoSum errors, as Neumaier, so
+    large cancelling amounts 1e12, 0.1, -1e12 still give 0.1) and count, reset at each run."""
     q = 0
     nxt = starts[1]
     s1 = 0.0
@@ -158,98 +63,45 @@ def _run_sum_loop(starts, m, bits, bit, a, absf, want_count, runs, runc):
     cnt = 0
     for r in range(m):
         if r == nxt:
-            runs[q] = s1 + c1
-            if want_count:
-                runc[q] = cnt
+            if not expanding:
+                runv[q] = _moment(agg, cnt, s1 + c1, fill)
             q += 1
             nxt = starts[q + 1]
             s1 = 0.0
             c1 = 0.0
             cnt = 0
         if bits[r] & bit:
-            s1, c1 = compensated_add(s1, c1, abs(a[r]) if absf else a[r])
-            if want_count:
-                cnt += 1
-    runs[q] = s1 + c1
-    if want_count:
-        runc[q] = cnt
-
-
-@njit(cache=True, inline="always")
-def _run_count_loop(starts, m, bits, bit, runc):
-    q = 0
-    nxt = starts[1]
-    cnt = 0
-    for r in range(m):
-        if r == nxt:
-            runc[q] = cnt
-            q += 1
-            nxt = starts[q + 1]
-            cnt = 0
-        if bits[r] & bit:
+            s1, c1 = compensated_add(s1, c1, _fand(a[r], absmask))
             cnt += 1
-    runc[q] = cnt
-
-
-@njit(cache=True)
-def _run_moments(starts, nr, m, bits, bit, a, absf, agg, fill, runv):
-    """count/sum/mean/any of each whole run, into runv[:nr]."""
-    if agg == COUNT or agg == ANY:
-        runc = np.empty(nr, dtype=np.int64)
-        _run_count_loop(starts, m, bits, bit, runc)
-        for q in range(nr):
-            runv[q] = runc[q] if agg == COUNT else min(runc[q], 1)
-        return
-    mean = agg == MEAN
-    runc = np.empty(nr if mean else 0, dtype=np.int64)
-    if absf:
-        if mean:
-            _run_sum_loop(starts, m, bits, bit, a, True, True, runv, runc)
-        else:
-            _run_sum_loop(starts, m, bits, bit, a, True, False, runv, runc)
-    elif mean:
-        _run_sum_loop(starts, m, bits, bit, a, False, True, runv, runc)
-    else:
-        _run_sum_loop(starts, m, bits, bit, a, False, False, runv, runc)
-    if mean:
-        for q in range(nr):
-            runv[q] = runv[q] / runc[q] if runc[q] > 0 else fill
+        if expanding:
+            dst[r] = _moment(agg, cnt, s1 + c1, fill)
+    if not expanding:
+        runv[q] = _moment(agg, cnt, s1 + c1, fill)
 
 
 @njit(cache=True, inline="always")
-def _run_extreme_loop(starts, m, bits, bit, a, absf, is_min, fill, runv):
-    init = np.inf if is_min else -np.inf
+def _walk_extreme(starts, m, bits, bit, a, absmask, sgn, fill, expanding, dst, runv):
+    """min/max: the running maximum of ``sgn * x``, branch-free (rows outside V count as
+    -inf; a window whose V is empty gives fill)."""
     q = 0
     nxt = starts[1]
-    ext = init
+    ext = -np.inf
     cnt = 0
     for r in range(m):
         if r == nxt:
-            runv[q] = ext if cnt > 0 else fill
+            if not expanding:
+                runv[q] = sgn * ext if cnt > 0 else fill
             q += 1
             nxt = starts[q + 1]
-            ext = init
+            ext = -np.inf
             cnt = 0
-        x = abs(a[r]) if absf else a[r]
         inv = bits[r] & bit
+        ext = max(ext, sgn * _fand(a[r], absmask) if inv else -np.inf)
         cnt += 1 if inv else 0
-        v = x if inv else init
-        ext = min(ext, v) if is_min else max(ext, v)
-    runv[q] = ext if cnt > 0 else fill
-
-
-@njit(cache=True)
-def _run_extreme(starts, m, bits, bit, a, absf, is_min, fill, runv):
-    """min/max of each whole run, into runv[:nr]."""
-    if is_min:
-        if absf:
-            _run_extreme_loop(starts, m, bits, bit, a, True, True, fill, runv)
-        else:
-            _run_extreme_loop(starts, m, bits, bit, a, False, True, fill, runv)
-    elif absf:
-        _run_extreme_loop(starts, m, bits, bit, a, True, False, fill, runv)
-    else:
-        _run_extreme_loop(starts, m, bits, bit, a, False, False, fill, runv)
+        if expanding:
+            dst[r] = sgn * ext if cnt > 0 else fill
+    if not expanding:
+        runv[q] = sgn * ext if cnt > 0 else fill
 
 
 @njit(cache=True, inline="always")
@@ -393,10 +245,12 @@ def _period_extreme_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg,
         return
     bit = np.uint64(1) << np.uint64(f)
     m = starts[nr]
+    absmask = _ABS_MASK if absf else np.int64(-1)
+    sgn = -1.0 if agg == MIN else 1.0
     if mode == EXPANDING:
-        _expanding_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, dst)
+        _walk_extreme(starts, m, bits, bit, a, absmask, sgn, fill, True, dst, runv)
         return
-    _run_extreme(starts, m, bits, bit, a, absf, agg == MIN, fill, runv)
+    _walk_extreme(starts, m, bits, bit, a, absmask, sgn, fill, False, dst, runv)
     _fill_runs(starts, vals, nr, runv, mode, fill, dst)
 
 
@@ -411,7 +265,8 @@ def _period_moments_expanding(starts, vals, nr, isnew, bits, f, a, absf, mode, a
     if dense and (agg == SUM or agg == COUNT or agg == ANY):
         _expanding_target(starts, nr, isnew, bits, f, a, _ABS_MASK if absf else np.int64(-1), agg, fill, dst)
     else:
-        _expanding_moments(starts, starts[nr], bits, np.uint64(1) << np.uint64(f), a, absf, agg, fill, dst)
+        _walk_moments(starts, starts[nr], bits, np.uint64(1) << np.uint64(f), a, _ABS_MASK if absf else np.int64(-1),
+                      agg, fill, True, dst, runv)
 
 
 @njit(cache=True)
@@ -419,5 +274,6 @@ def _period_moments_runs(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k
     """count / sum / mean / any over the full or next period: one value per run, filled."""
     if nr == 0:
         return
-    _run_moments(starts, nr, starts[nr], bits, np.uint64(1) << np.uint64(f), a, absf, agg, fill, runv)
+    _walk_moments(starts, starts[nr], bits, np.uint64(1) << np.uint64(f), a, _ABS_MASK if absf else np.int64(-1),
+                  agg, fill, False, dst, runv)
     _fill_runs(starts, vals, nr, runv, mode, moments_result(agg, 0, 0.0, 0.0, 0.0, 0.0, fill), dst)

@@ -45,6 +45,16 @@ def _period_and_next(x, den):
     return d, (d + 1) * den if d < _INT64_MAX // den - 1 else _INT64_MAX
 
 
+@njit(cache=True, inline="always")
+def _start_run(x, den, r, nr, starts, vals):
+    """Row r (local tick x) starts run nr of ``floor(x / den)``: store it; returns (the
+    first tick of the next period, nr + 1)."""
+    d, nb = _period_and_next(x, den)
+    starts[nr] = r
+    vals[nr] = d
+    return nb, nr + 1
+
+
 @njit(cache=True)
 def _tick_runs(lraw, num, den, starts, vals):
     """Runs of equal ``floor(lraw * num / den)`` over non-decreasing ``lraw``; returns nr.
@@ -68,15 +78,11 @@ def _tick_runs(lraw, num, den, starts, vals):
                 nr += 1
                 prev = x
     else:
-        d, nb = _period_and_next(lraw[0], den)
-        vals[0] = d
+        nb, nr = _start_run(lraw[0], den, 0, 0, starts, vals)
         for r in range(1, m):
             x = lraw[r]
             if x >= nb:
-                d, nb = _period_and_next(x, den)
-                starts[nr] = r
-                vals[nr] = d
-                nr += 1
+                nb, nr = _start_run(x, den, r, nr, starts, vals)
     starts[nr] = m
     return nr
 
@@ -160,10 +166,7 @@ def _bits_and_days_loop(mc, a, lraw, num, den, mcc_bits, sign_bits, nomcc_bits, 
             new = x >= nb
             isnew[r] = new
             if new:
-                d, nb = _period_and_next(x, den)
-                starts[nr] = r
-                vals[nr] = d
-                nr += 1
+                nb, nr = _start_run(x, den, r, nr, starts, vals)
     starts[nr] = m
     return nr
 
