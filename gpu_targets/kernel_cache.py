@@ -26,7 +26,7 @@ __all__ = ["ENGINE_SOURCES", "engine_source_stamp", "install", "install_cuda"]
 PACKAGE = Path(__file__).resolve().parent
 #: Modules (relative to the package) whose content any cached kernel may depend on:
 #: every module with jitted code, and those they take compile-time constants from.
-ENGINE_SOURCES = ("engines/*.py", "engines/cpu/*.py", "calendar.py", "transactions.py", "torch.py", "buffers.py", "forksafe.py")
+ENGINE_SOURCES = ("engines/*.py", "engines/cpu/*.py", "engines/cuda/*.py", "calendar.py", "transactions.py", "torch.py", "buffers.py", "forksafe.py")
 
 
 def engine_source_stamp(root: Path = PACKAGE, patterns: tuple = ENGINE_SOURCES) -> str:
@@ -103,7 +103,7 @@ def install_cuda() -> None:
     """The same for numba-cuda's ``cache=True`` kernels, which numba-cuda locates with a
     list of its own (``numba.cuda.core.caching``, numba-cuda >= 0.20): its kernels inline
     device functions built from ``elementwise.py`` and ``calendar.py``. Called by
-    ``engines/cuda.py`` before it defines a kernel (importing gpu_targets alone never
+    ``engines/cuda/__init__.py`` before it defines a kernel (importing gpu_targets alone never
     imports numba.cuda). A numba-cuda without that module keeps its own locators."""
     global _CUDA_LOCATORS
     try:

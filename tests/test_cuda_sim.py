@@ -524,7 +524,8 @@ def test_time_zone_resolved_on_the_device_from_an_offset_table(monkeypatch):
 @_cuda
 def test_device_helpers_are_cuda_device_functions_of_the_shared_source():
     from gpu_targets.engines import cuda as cuda_engine
-    from gpu_targets.engines import cuda_functions, elementwise
+    from gpu_targets.engines import elementwise
+    from gpu_targets.engines.cuda import functions as cuda_functions
 
     for name in ("row_filter_bits", "dd_add_dd", "moments_result", "period_index"):
         fn = getattr(cuda_functions, name)
@@ -549,7 +550,7 @@ def test_two_prod_is_exact_on_the_device():
 
     from numba import cuda
 
-    from gpu_targets.engines import cuda_functions
+    from gpu_targets.engines.cuda import functions as cuda_functions
 
     @cuda.jit
     def kernel(a, b, p, e):

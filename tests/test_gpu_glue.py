@@ -57,7 +57,7 @@ def test_every_cuda_kernel_is_cached_and_every_helper_a_device_function():
     """Kernels are compiled once and cached on disk (cache=True); helpers are
     cuda.jit(device=True) functions (the simulator ignores both options, so the source
     is what can be checked without a GPU)."""
-    tree = ast.parse((REPO / "gpu_targets" / "engines" / "cuda.py").read_text())
+    tree = ast.parse((REPO / "gpu_targets" / "engines" / "cuda" / "kernels.py").read_text())
     kernels = 0
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef):
@@ -75,12 +75,14 @@ def test_every_cuda_kernel_is_cached_and_every_helper_a_device_function():
 
 
 def test_cuda_device_helpers_use_fma_and_not_the_cpu_overloads():
-    source = (REPO / "gpu_targets" / "engines" / "cuda_functions.py").read_text()
+    source = (REPO / "gpu_targets" / "engines" / "cuda" / "functions.py").read_text()
     tree = ast.parse(source)
     two_prod = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_two_prod_fma")
     assert "cuda.fma(a, b, -p)" in ast.unparse(two_prod)
     assert "import register_jitable" not in source and "cuda.jit(device=True" in source
-    engine = (REPO / "gpu_targets" / "engines" / "cuda.py").read_text()
-    assert "from .cuda_functions import" in engine and "from .elementwise import" not in engine
+    engine = "".join((REPO / "gpu_targets" / "engines" / "cuda" / f).read_text()
+                     for f in ("__init__.py", "kernels.py", "device.py"))
+    assert "from .functions import" in engine and "from .elementwise import" not in engine
+    assert "from ..elementwise import" not in engine
     assert "from ..calendar import period_index" not in engine
     assert "xp.repeat(" not in engine and "cupy.repeat(" not in engine  # needs CuPy >= 14.1

@@ -32,8 +32,8 @@ import types
 
 from numba import cuda
 
-from .. import calendar
-from . import elementwise
+from ... import calendar
+from .. import elementwise
 
 __all__ = ["civil_from_days", "compensated_add", "dd_add_dd", "direct_sum_add", "finish_direct_sum", "moments_result", "period_index",
            "period_of_day", "row_filter_bits", "sample_std", "std_is_trusted", "sum_is_trusted", "topk_insert", "two_prod"]
