@@ -19,11 +19,9 @@ objects below::
 from __future__ import annotations
 
 import datetime as _dt
-import difflib
 import math
 import os
 import re
-from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -440,117 +438,6 @@ _ALLOWED_BY_KEY = {
 }
 
 
-#: The member tags pydantic puts in an error's location when a union is tried (not user keys).
-_UNION_TAGS = ("function-", "list[", "int", "str", "date")
-
-
-def _loc_to_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(_UNION_TAGS) and out:
-            continue  # union member tags added by pydantic, not user keys
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _target_label(raw: Any, loc: tuple) -> str:
-    if len(loc) >= 2 and loc[0] == "targets" and isinstance(loc[1], int):
-        try:
-            name = raw["targets"][loc[1]].get("name")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            name = None
-        if isinstance(name, str):
-            return f" (target {_short(name, 60)})"
-    return ""
-
-
-#: The model that validates a key's value (where to look for a misspelt key's fix).
-_MODEL_OF_KEY: dict = {"columns": Columns, "targets": Target, "window": Window, "format_options": FormatOptions}
-
-
-def _known_keys(loc: tuple) -> list[str]:
-    """The keys allowed beside the last part of ``loc`` (a target's, a window's...)."""
-    parents = [str(p) for p in loc[:-1] if isinstance(p, str) and not str(p).startswith(_UNION_TAGS)]
-    model = _MODEL_OF_KEY.get(parents[-1]) if parents else Config
-    return list(model.model_fields) if model is not None else []
-
-
-
-
-def _did_you_mean(word: Any, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(str(word), candidates, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
-    """Every problem pydantic found, each with its key path, value and what is allowed.
-
-    A misspelt required key shows up as "missing" plus "unknown key" beside it: it is
-    reported once, as the unknown key (what the user wrote) with the likely fix."""
-    errors = err.errors(include_url=False)
-    explained_missing: set = set()
-    for e in errors:
-        if e["type"] != "extra_forbidden":
-            continue
-        parent = tuple(e["loc"])[:-1]
-        missing = [str(x["loc"][-1]) for x in errors if x["type"] == "missing" and tuple(x["loc"])[:-1] == parent]
-        close = difflib.get_close_matches(str(e["loc"][-1]), missing, n=1, cutoff=0.6)
-        if close:  # the unknown key is the missing one misspelt: one problem, not two
-            explained_missing.add((*map(str, parent), close[0]))
-            e["_hint"] = f"; did you mean {close[0]!r}?"
-        else:
-            e["_hint"] = _did_you_mean(e["loc"][-1], _known_keys(tuple(e["loc"])))
-    # a value tried against each member of a union fails once per member: one problem
-    # per key, the most specific (deepest) member's
-    by_key: dict = {}
-    for e in errors:
-        if e["type"] == "missing" and tuple(map(str, e["loc"])) in explained_missing:
-            continue
-        loc = tuple(e["loc"])
-        tag = next((i for i, part in enumerate(loc) if isinstance(part, str) and part.startswith(_UNION_TAGS)
-                    and i > 0), None)
-        key = loc[:tag] if tag is not None else loc
-        if key not in by_key or len(loc) > len(by_key[key]["loc"]):
-            by_key[key] = e
-    problems = [_one_problem(e, raw) for e in by_key.values()]
-    return ConfigError.of_problems(problems)
-
-
-def _one_problem(e: dict, raw: Any) -> ConfigError:
-    loc = tuple(e["loc"])
-    path = _loc_to_path(loc)
-    msg = e["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    etype = e["type"]
-    value = e.get("input")
-    if etype == "missing":
-        msg = "required key is missing"
-        value = None
-    elif etype == "extra_forbidden":
-        msg = f"unknown key (value {_short(value)}){e.get('_hint', '')}"
-    elif not isinstance(value, dict):
-        msg = f"{msg} (got {_short(value)})"
-        if etype == "literal_error":
-            msg += _did_you_mean(value, re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", ""))))
-    key = str(loc[-1]) if loc else ""
-    allowed = _ALLOWED_BY_KEY.get(key, "") if etype != "extra_forbidden" else ""
-    problem = e.get("ctx", {}).get("error")
-    if isinstance(problem, _KeyProblem):
-        path = f"{path}.{problem.key}" if path else problem.key
-        msg = str(problem)
-    if isinstance(problem, _DuplicateName):
-        d = problem
-        path = f"targets[{d.index}].name"
-        msg = str(d)
-        value = d.name
-        loc = ("targets", d.index)
-    return ConfigError(path + _target_label(raw, loc), msg, value, allowed)
-
-
 def load_config(source: Union["Config", dict, str, os.PathLike]) -> Config:
     """Load and validate a config.
 
@@ -575,69 +462,14 @@ def load_config(source: Union["Config", dict, str, os.PathLike]) -> Config:
         return source
     raw: Any = source
     if isinstance(source, (str, os.PathLike)):
-        raw = _read_yaml(source)
+        from .spec_yaml import read_yaml
+
+        raw = read_yaml(source)
     if not isinstance(raw, dict):
         raise ConfigError("", f"a config must be a mapping with a 'targets' list, got {type(raw).__name__}")
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise _from_validation_error(err, raw) from None
+        from .spec_errors import from_validation_error
 
-
-def _strict_loader():
-    """PyYAML's safe loader (the C one when libyaml is there: ~10x faster) that rejects a
-    key given twice in one mapping instead of keeping the last."""
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class StrictLoader(base):
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; flatten_mapping handles it
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                except TypeError:  # a list or mapping as a key
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"a key must be a plain value, not {type(key).__name__}", key_node.start_mark
-                    ) from None
-                if duplicate:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {_short(key, 60)} (a key may be given once)", key_node.start_mark)
-                seen.add(key)
-            return super().construct_mapping(node, deep)
-
-    return StrictLoader
-
-
-def _read_yaml(source: Union[str, os.PathLike]) -> Any:
-    import yaml
-
-    text: str
-    where: str
-    text_ = str(source)
-    is_path = isinstance(source, os.PathLike) or (
-        "\n" not in text_ and (text_.endswith((".yaml", ".yml")) or os.path.exists(text_) or ":" not in text_)
-    )
-    if is_path:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError("", f"config file {str(path)!r} not found")
-        try:
-            text, where = path.read_text(encoding="utf-8"), str(path)
-        except UnicodeDecodeError as err:
-            raise ConfigError("", f"config file {str(path)!r} is not UTF-8 text (byte {err.start}: "
-                                  f"{err.object[err.start:err.start + 1]!r})") from None
-        except OSError as err:
-            raise ConfigError("", f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
-    else:
-        text, where = str(source), "<string>"
-    try:
-        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError("", f"{where}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise from_validation_error(err, raw) from None

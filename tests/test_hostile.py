@@ -293,7 +293,7 @@ def test_a_key_given_twice_is_rejected_not_silently_replaced(text, tmp_path):
 def test_configs_load_with_the_c_yaml_loader_when_there():
     import yaml
 
-    from gpu_targets.spec import _strict_loader
+    from gpu_targets.spec_yaml import _strict_loader
 
     if yaml.__with_libyaml__:
         assert issubclass(_strict_loader(), yaml.CSafeLoader)
@@ -608,7 +608,7 @@ def _without_unknown(text: str) -> dict:
     """The YAML loaded by the project's loader, minus the anchor-holding helper key."""
     import yaml
 
-    from gpu_targets.spec import _strict_loader
+    from gpu_targets.spec_yaml import _strict_loader
 
     raw = yaml.load(text, Loader=_strict_loader())  # noqa: S506
     raw.pop("base")
