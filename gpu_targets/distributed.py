@@ -39,7 +39,7 @@ from .dask_memory import (  # noqa: F401 (re-exported: the job's public sizes)
     WORKER_BASELINE, _release_memory_plugin, default_partition_rows,
 )
 from .dask_input import ROW
-from .io import OUTPUT_MARKER
+from .outputs import OUTPUT_MARKER
 from .spec import Config, load_config
 from .transactions import DataError
 
