@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import os
 from typing import Callable, Optional, Union
@@ -13,10 +11,11 @@ import pandas as pd
 
 from . import engines
 from .formats import to_roles
+from .kernel_cache import announce_compile  # the CLI and users set the compile-line callback here
 from .spec import Config, load_config
 from .transactions import extract
 
-__all__ = ["generate", "generate_table", "compute_targets"]
+__all__ = ["generate", "generate_table", "compute_targets", "announce_compile"]
 
 log = logging.getLogger("gpu_targets")
 
@@ -52,40 +51,9 @@ def _compute(transactions, config, backend, progress):
     check_time_range(tx, cfg, role_cfg.columns.time)
     if tx.kept_rows is not None:
         log.warning("on_invalid: drop dropped %d rows with a null user or time", len(roles) - len(tx))
-    name = engines.resolve(backend)
-    engine = engines.get(name)
-    if name == "cpu" and engine.needs_compile(cfg):  # after the input checks: only a run that computes says it
-        message = compiling_message(cfg)
-        log.info(message)
-        announce = _ANNOUNCE_COMPILE.get()
-        if announce is not None:
-            announce(message)
+    engine = engines.get(engines.resolve(backend))
+    # a first run's compile line comes from the engine (kernel_cache.announce), after these checks
     return engine.compute(tx, cfg, progress=progress), tx.kept_rows, cfg, added_columns(roles, cfg)
-
-
-#: Called with :func:`compiling_message` when a run is about to compile (the CLI prints it).
-_ANNOUNCE_COMPILE: contextvars.ContextVar = contextvars.ContextVar("gpu_targets_announce_compile", default=None)
-
-
-@contextlib.contextmanager
-def announce_compile(callback: Callable[[str], None]):
-    """Within the block, ``callback(message)`` is called before the cpu engine compiles
-    the kernels of a config (besides the INFO log line), once the input has passed its
-    checks."""
-    token = _ANNOUNCE_COMPILE.set(callback)
-    try:
-        yield
-    finally:
-        _ANNOUNCE_COMPILE.reset(token)
-
-
-def compiling_message(config: Config) -> str:
-    """What a first run says before the cpu engine compiles the kernels ``config`` needs
-    (:func:`gpu_targets.engines.cpu.compile_seconds` estimates how long)."""
-    from .engines.cpu import compile_seconds
-
-    return (f"compiling the cpu engine's kernels for this config once (about {compile_seconds(config)} s on "
-            "2 cores; cached on disk afterwards, loaded in under a second)")
 
 
 def _plain_role_columns(frame, cfg: Config):

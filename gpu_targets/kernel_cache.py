@@ -15,13 +15,17 @@ gpu_targets is imported, before any kernel is defined.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
+import logging
 from pathlib import Path
+from typing import Callable
 
 from numba.core import caching
 
-__all__ = ["ENGINE_SOURCES", "engine_source_stamp", "install", "install_cuda"]
+__all__ = ["ENGINE_SOURCES", "announce", "announce_compile", "engine_source_stamp", "install", "install_cuda"]
 
 PACKAGE = Path(__file__).resolve().parent
 #: Modules (relative to the package) whose content any cached kernel may depend on:
@@ -117,3 +121,30 @@ def install_cuda() -> None:
     if not _CUDA_LOCATORS:
         _CUDA_LOCATORS = tuple(type(f"Cuda{base.__name__.lstrip('_')}", (_EngineStamp, base), {}) for base in bases)
     _insert(classes, _CUDA_LOCATORS)
+
+
+# --------------------------------------------------------------------------- the compile line
+#: Called with the message when an engine is about to compile (the CLI prints it).
+_ANNOUNCE_COMPILE: contextvars.ContextVar = contextvars.ContextVar("gpu_targets_announce_compile", default=None)
+
+
+@contextlib.contextmanager
+def announce_compile(callback: Callable[[str], None]):
+    """Within the block (this thread or task), ``callback(message)`` is called when an
+    engine is about to compile the kernels a config needs, besides the INFO log line
+    (:func:`announce`). Engines announce from :func:`compute`, after the input has passed
+    its checks, so a bad input still gets one error line."""
+    token = _ANNOUNCE_COMPILE.set(callback)
+    try:
+        yield
+    finally:
+        _ANNOUNCE_COMPILE.reset(token)
+
+
+def announce(message: str) -> None:
+    """Log ``message`` at INFO on the ``gpu_targets`` logger and pass it to the callback of
+    :func:`announce_compile` when one is set."""
+    logging.getLogger("gpu_targets").info(message)
+    callback = _ANNOUNCE_COMPILE.get()
+    if callback is not None:
+        callback(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numba
 import pytest
 from numba.core.caching import FunctionCache
 
@@ -108,7 +109,7 @@ def test_a_cold_cache_is_announced_before_compiling(tmp_path, monkeypatch):
     warm = CliRunner().invoke(main, args)
     assert warm.exit_code == 0 and "compiling" not in warm.stderr
     assert not cpu.needs_compile(gpu_targets.load_config(tmp_path / "c.yaml"))
-    monkeypatch.setattr(cpu, "needs_compile", lambda config: True)  # as in a fresh environment
+    monkeypatch.setattr(cpu, "needs_compile", lambda config, *args, **kwargs: True)  # as in a fresh environment
     cold = CliRunner().invoke(main, args)
     assert cold.exit_code == 0 and "compiling the cpu engine's kernels for this config once (about 10 s" in cold.stderr
     # input that fails its checks is not announced: the one line is the error
@@ -145,6 +146,25 @@ def test_needs_compile_reads_the_index_of_the_current_sources(tmp_path, monkeypa
     assert cpu.needs_compile(cfg)
 
 
+def test_needs_compile_knows_each_output_layout(tmp_path, monkeypatch):
+    """Sorted input writes the output in place (C order), unsorted input a transposed
+    buffer (F order): two compilations of one driver, each announced on its own."""
+    from gpu_targets.datasets import synthetic_transactions
+
+    cfg = gpu_targets.load_config(DAILY)
+    monkeypatch.setattr(cpu_driver, "_LOADED", {})
+    monkeypatch.setattr(kernel_cache, "engine_source_stamp", lambda *a: "sources of this test")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    numba.core.config.reload_config()  # as a process started with it set (Numba reloads on compiling)
+    assert cpu.needs_compile(cfg, "C") and cpu.needs_compile(cfg, "F")
+    gpu_targets.generate(synthetic_transactions(3, 8, seed=0), cfg, backend="cpu")  # sorted: C
+    assert not cpu.needs_compile(cfg, "C")
+    assert cpu.needs_compile(cfg, "F")
+    monkeypatch.setattr(cpu_driver, "_LOADED", {})  # a new process: only the disk cache
+    assert not cpu.needs_compile(cfg, "C")
+    assert cpu.needs_compile(cfg, "F")
+
+
 def test_a_driver_compiles_only_the_kernels_its_config_uses():
     """One daily sum: the period moments kernel and nothing of the duration windows,
     top-k or the local-time (DST) code; seed20 names each of its seven kernels once."""
@@ -176,13 +196,13 @@ def test_the_stamp_follows_an_edit_in_the_same_process(tmp_path):
 
 
 def test_the_cuda_kernels_are_keyed_on_every_engine_source():
-    """numba-cuda locates its cache with a list of its own; engines/cuda.py installs the
+    """numba-cuda locates its cache with a list of its own; engines/cuda/__init__.py installs the
     same stamp there before defining a kernel."""
     dispatcher = pytest.importorskip("numba.cuda.dispatcher")
     pytest.importorskip("numba.cuda.core.caching")
     import types
 
-    path = kernel_cache.PACKAGE / "engines" / "cuda.py"
+    path = kernel_cache.PACKAGE / "engines" / "cuda" / "kernels.py"
     code = compile(path.read_text(), str(path), "exec")
     kernel_code = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == "_scan")
     kernel_cache.install_cuda()

@@ -56,11 +56,13 @@ from __future__ import annotations
 import os
 import threading
 
+import numba
 import numpy as np
 from numba import njit
 
 from ...buffers import fresh_output, inverse_permutation, unpermute_rows
 from ...calendar import local_wall_clock_ns
+from ...kernel_cache import announce
 from ...spec import Config
 from ...transactions import Transactions
 from ..elementwise import row_filter_bits
@@ -70,7 +72,7 @@ from .driver import driver_shape, load_driver, target_kernels
 from .records import InputRows, PlanArrays
 from .runs import _NS_PER_DAY, _NS_PER_HOUR
 
-__all__ = ["compute", "needs_compile", "compile_seconds"]
+__all__ = ["compute", "needs_compile", "compile_seconds", "compiling_message"]
 
 
 _DENSE = 0.05  # share of rows a filter passes above which the branch-free loops pay
@@ -126,22 +128,32 @@ def compile_seconds(config: Config) -> int:
     return int(5 * round((7 + 2.7 * n_kernels) / 5))
 
 
-def needs_compile(config: Config) -> bool:
-    """True when the driver of ``config``'s shape is neither loaded in this process nor
-    in Numba's disk cache (for the current engine sources): the next :func:`compute`
-    compiles (seconds to half a minute on 2 cores, with the kernels it calls). Reads the
-    cache's small index file, nothing is compiled."""
-    driver = _driver(config)
-    if driver.users_targets.signatures or getattr(driver, "_cache_checked", False):
-        return False
-    from numba.core.caching import FunctionCache
+def compiling_message(config: Config) -> str:
+    """What a first run says before this engine compiles the kernels ``config`` needs
+    (:func:`compile_seconds` estimates how long)."""
+    return (f"compiling the cpu engine's kernels for this config once (about {compile_seconds(config)} s on "
+            "2 cores; cached on disk afterwards, loaded in under a second)")
 
-    try:
-        cold = not FunctionCache(driver.users_targets.py_func)._cache_file._load_index()
-    except Exception:  # an unreadable cache: Numba will compile
-        return True
-    driver._cache_checked = not cold  # read the index once per driver and process
-    return cold
+
+def needs_compile(config: Config, layout: str = "C", *, plan: Plan = None) -> bool:
+    """True when the driver of ``config``'s shape, called with an output of ``layout``
+    (``"C"``: sorted input, written in place; ``"F"``: the transposed buffer unsorted input
+    is written to; ``"A"``: a caller's ``out`` with other strides), is neither compiled in
+    this process nor in Numba's disk cache for the current engine sources: the next
+    :func:`compute` compiles (seconds to half a minute on 2 cores). Reads the cache's
+    small index file, compiles nothing."""
+    driver = _driver(config, plan)
+    if any(sig[-1].layout == layout for sig in driver.users_targets.signatures):
+        return False
+    cached = getattr(driver, "_cached_layouts", None)
+    if cached is None:
+        try:  # the dispatcher's own cache: the locator chosen when the driver was defined
+            index = driver.users_targets._cache._cache_file._load_index()
+            cached = {key[0][-1].layout for key in index if isinstance(key[0], tuple) and key[0]}
+        except Exception:  # an unreadable cache: Numba will compile
+            cached = set()
+        driver._cached_layouts = cached  # read the index once per driver and process
+    return layout not in cached
 
 
 _POOL = None
@@ -262,6 +274,8 @@ def compute(
         # then put back in input order by a gather (random reads of whole rows of
         # targets, sequential writes), much cheaper than scattering column by column
         out = fresh_output((len(tx), plan.n_columns)).T
+    if needs_compile(config, numba.typeof(out).layout, plan=plan):  # after the input checks: a run that computes
+        announce(compiling_message(config))
     n_users = offsets.shape[0] - 1
     if progress is None:
         rows_per_batch = len(tx)  # one parallel region: no progress to report between batches

@@ -31,10 +31,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -428,14 +430,32 @@ def _write_once(path: Path, text: str) -> None:
                 os.unlink(tmp)
 
 
+#: How long a computed engine-source stamp is trusted: the glob and stat of every source
+#: (about 0.4 ms) is paid at most once a second, not on every ``compute`` (a torch feed
+#: calls it per batch). An edited source is seen by the calls after that second.
+_STAMP_MAX_AGE_S = 1.0
+_STAMP: list = [None, "", -math.inf]  # (the stamp function, its value, time.monotonic() of it)
+
+
+def _current_stamp() -> str:
+    from ... import kernel_cache
+
+    fn = kernel_cache.engine_source_stamp  # looked up each time: tests replace it
+    now = time.monotonic()
+    last_fn, stamp, at = _STAMP
+    if last_fn is fn and now - at < _STAMP_MAX_AGE_S:
+        return stamp
+    stamp = fn()
+    _STAMP[:] = [fn, stamp, now]
+    return stamp
+
+
 def load_driver(shape: tuple):
     """The driver module for ``shape``: generated, written and imported on first use in
     a process (its kernels compile on first call, or load from Numba's disk cache).
     Its ``users_targets(u0, u1, offsets, rows, plan, out)`` computes users u0..u1
     (``nogil``; the records of :mod:`.records`)."""
-    from ...kernel_cache import engine_source_stamp
-
-    stamp = engine_source_stamp()
+    stamp = _current_stamp()
     key = (shape, stamp)
     module = _LOADED.get(key)
     if module is not None:
