@@ -30,7 +30,7 @@ __all__ = ["ENGINE_SOURCES", "announce", "announce_compile", "engine_source_stam
 PACKAGE = Path(__file__).resolve().parent
 #: Modules (relative to the package) whose content any cached kernel may depend on:
 #: every module with jitted code, and those they take compile-time constants from.
-ENGINE_SOURCES = ("engines/*.py", "engines/cpu/*.py", "engines/cuda/*.py", "calendar.py", "transactions.py", "torch.py", "buffers.py", "forksafe.py")
+ENGINE_SOURCES = ("engines/*.py", "engines/cpu/*.py", "engines/cuda/*.py", "calendar.py", "transactions.py", "torch.py", "torch_batch.py", "buffers.py", "forksafe.py")
 
 
 def engine_source_stamp(root: Path = PACKAGE, patterns: tuple = ENGINE_SOURCES) -> str:

@@ -420,7 +420,7 @@ def test_torch_feed_computes_cuda_targets_in_the_main_process(workers, monkeypat
     from gpu_targets.torch import collate_users
 
     items = [dev[i] for i in range(2)]
-    monkeypatch.setattr("gpu_targets.torch.get_worker_info", lambda: object())
+    monkeypatch.setattr("gpu_targets.torch_batch.get_worker_info", lambda: object())
     host = collate_users(items, dev.config, backend="cuda")
     assert "targets" not in host and set(host["pending"]) == {"time", "amount", "mcc", "offsets", "time_factor"}
     done = dev.finish(host)

@@ -95,7 +95,7 @@ def test_labels_are_marked():
 
 
 def test_zero_copy_dlpack_hand_off(monkeypatch):
-    import gpu_targets.torch as feed
+    import gpu_targets.torch_batch as feed
 
     seen = {}
     real = feed._pad
