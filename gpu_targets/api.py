@@ -101,11 +101,11 @@ def check_window_edges(lo: int, hi: int, config: Config, column: str) -> None:
     from .transactions import DataError
 
     int64 = np.iinfo(np.int64)
-    for target in config.targets:
+    for target in config.aggregated:
         w = target.window
         if w.duration is None:
             continue
-        d = w.duration_ns
+        d = w.duration_ns + w.offset_ns
         if (w.mode == "trailing" and lo - d < int64.min) or (w.mode == "forward" and hi + d > int64.max):
             when = np.datetime64(lo if w.mode == "trailing" else hi, "ns")
             raise DataError(f"column {column!r} (time): the {w.duration} {w.mode} window of target {target.name!r} "

@@ -30,7 +30,7 @@ from .io import (check_csv_writable, check_output_path, output_format, read_tabl
                  write_output)
 from .describe import (described_columns, empty_value, fill_warnings, histogram_figure, summary_table,
                        target_roles, target_summary, write_html)
-from .spec import FORMATS, Config, ConfigError, Target, load_config
+from .spec import FORMATS, Config, ConfigError, Derived, Target, load_config
 from .transactions import DataError
 
 __all__ = ["main", "target_summary"]  # target_summary: from .describe, kept importable here
@@ -302,7 +302,12 @@ def _generate_distributed(input_path, cfg, output, backend, scheduler, workers, 
 # --------------------------------------------------------------------------- validate
 def _window_text(target: Target) -> str:
     w = target.window
-    return f"{w.period or w.duration} {w.mode}"
+    text = f"{w.period or w.duration or f'{w.rows} rows'} {w.mode}"
+    if w.n_periods != 1:
+        text = f"{w.periods} {w.period}s {w.mode}"
+    if w.offset:
+        text += f" offset {w.offset}"
+    return text
 
 
 def _filter_text(target: Target) -> str:
@@ -311,9 +316,14 @@ def _filter_text(target: Target) -> str:
         parts.append("mcc " + ",".join(str(c) for c in target.mcc))
     if target.sign != "any":
         parts.append(target.sign)
+    for w in target.where or ():
+        parts.append(f"{w.column} " + " ".join(f"{op} {list(v) if isinstance(v, tuple) else v}"
+                                                for op, v in w.conditions))
+    if target.value is not None:
+        parts.append(f"value {target.value}")
     if target.abs:
         parts.append("abs")
-    return " ".join(parts) or "-"
+    return "; ".join(parts) or "-"
 
 
 def _config_table(cfg: Config):
@@ -321,8 +331,12 @@ def _config_table(cfg: Config):
 
     rows = []
     for t in cfg.targets:
+        if isinstance(t, Derived):
+            rows.append({"column": t.name, "agg": t.derive, "window": "-", "filter": "of " + ", ".join(t.of),
+                         "empty": empty_value(t)})
+            continue
         for i, col in enumerate(t.output_columns, start=1):
-            agg = f"topk k={t.k} #{i}" if t.agg == "topk" else t.agg
+            agg = f"topk k={t.k} #{i}" if t.agg == "topk" else (f"quantile q={t.q:g}" if t.agg == "quantile" else t.agg)
             rows.append({"column": col, "agg": agg, "window": _window_text(t), "filter": _filter_text(t),
                          "empty": empty_value(t)})
     return pd.DataFrame(rows)
@@ -442,7 +456,7 @@ def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
     if plot is not None or html_path is not None:
-        aggs = {c: t.agg for t in cfg.targets for c in t.output_columns} if cfg is not None else {}
+        aggs = {c: getattr(t, "agg", "derive") for t in cfg.targets for c in t.output_columns} if cfg is not None else {}
         try:
             fig = histogram_figure(frame, columns, empty, dict(zip(table["column"], table["rate"])), roles, aggs)
         except ImportError as err:

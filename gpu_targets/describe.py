@@ -26,7 +26,7 @@ _QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95)
 
 def empty_value(target: Target) -> float:
     """The value of an empty window (SPEC.md 2.2): 0 for count/sum/any, else ``fill``."""
-    return 0.0 if target.agg in _EMPTY_IS_ZERO else float(target.fill)
+    return 0.0 if getattr(target, "agg", None) in _EMPTY_IS_ZERO else float(target.fill)
 
 
 def target_summary(frame, config=None):
@@ -75,7 +75,7 @@ def target_roles(cfg: Optional[Config]) -> Optional[dict[str, str]]:
     """``label`` for columns whose window looks ahead (next/full/forward), else ``feature``."""
     if cfg is None:
         return None
-    return {c: ("label" if t.window.looks_ahead else "feature") for t in cfg.targets for c in t.output_columns}
+    return {c: ("label" if label else "feature") for c, label in zip(cfg.output_columns, cfg.label_flags)}
 
 
 _FILL_CHECKED = ("min", "max", "mean")
@@ -94,7 +94,7 @@ def fill_warnings(frame, config) -> list[str]:
 
     cfg = load_config(config)
     lines = []
-    for t in cfg.targets:
+    for t in cfg.aggregated:
         if t.agg not in _FILL_CHECKED or math.isnan(float(t.fill)):
             continue
         for c in t.output_columns:

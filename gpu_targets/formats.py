@@ -181,6 +181,7 @@ def _with_composite_user(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFr
     roles = pd.DataFrame({c: frame[c] for c in (cols.time, cols.amount, cols.mcc) if c in frame.columns},
                          index=frame.index)
     roles[COMPOSITE_USER] = composite_user_codes(frame, cols.user_columns)
+    _carry_target_columns(frame, roles, config)
     return roles, config.model_copy(update={"columns": cols.model_copy(update={"user": COMPOSITE_USER})})
 
 
@@ -228,6 +229,28 @@ def to_roles(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, Config]
     if config.format == "sdsj2016":
         columns = Columns(user="customer_id", time="tr_datetime", amount="amount", mcc="mcc_code")
         roles = _sdsj2016(frame, config.format_options.start_date)
+        _carry_target_columns(frame, roles, config)
         return roles, config.model_copy(update={"columns": columns, "time_unit": "s"})
     columns = Columns(user="User", time="Time", amount="Amount", mcc="MCC")
-    return _tabformer(frame), config.model_copy(update={"columns": columns})
+    roles = _tabformer(frame)
+    _carry_target_columns(frame, roles, config)
+    return roles, config.model_copy(update={"columns": columns})
+
+
+def target_columns(config: Config) -> list[str]:
+    """[v2] The input columns the targets' ``where:`` and ``value:`` read, in config order."""
+    names: dict = {}
+    for t in config.aggregated:
+        for w in t.where or ():
+            names[w.column] = None
+        if t.value is not None:
+            names[t.value] = None
+    return list(names)
+
+
+def _carry_target_columns(frame: pd.DataFrame, roles: pd.DataFrame, config: Config) -> None:
+    """Put the input columns ``where:``/``value:`` read into the role frame (as they are),
+    unless the adapter already made a column of that name (a role column)."""
+    for c in target_columns(config):
+        if c in frame.columns and c not in roles.columns:
+            roles[c] = frame[c].array  # positional, dtype kept (nullable integers, strings)

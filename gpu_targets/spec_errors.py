@@ -21,6 +21,7 @@ from .spec import (
     ConfigError,
     FormatOptions,
     Target,
+    Where,
     Window,
     _DuplicateName,
     _KeyProblem,
@@ -58,14 +59,17 @@ def _target_label(raw: Any, loc: tuple) -> str:
 
 
 #: The model that validates a key's value (where to look for a misspelt key's fix).
-_MODEL_OF_KEY: dict = {"columns": Columns, "targets": Target, "window": Window, "format_options": FormatOptions}
+_MODEL_OF_KEY: dict = {"columns": Columns, "targets": Target, "window": Window, "format_options": FormatOptions,
+                       "where": Where}
+#: The tags of ``targets[]``'s members (:data:`gpu_targets.spec.AnyTarget`), dropped from locations.
+_TARGET_TAGS = ("aggregated", "derived")
 
 
 def _known_keys(loc: tuple) -> list[str]:
     """The keys allowed beside the last part of ``loc`` (a target's, a window's...)."""
     parents = [str(p) for p in loc[:-1] if isinstance(p, str) and not str(p).startswith(_UNION_TAGS)]
     model = _MODEL_OF_KEY.get(parents[-1]) if parents else Config
-    return list(model.model_fields) if model is not None else []
+    return [f.alias or k for k, f in model.model_fields.items()] if model is not None else []
 
 
 
@@ -81,6 +85,8 @@ def from_validation_error(err: ValidationError, raw: Any) -> ConfigError:
     A misspelt required key shows up as "missing" plus "unknown key" beside it: it is
     reported once, as the unknown key (what the user wrote) with the likely fix."""
     errors = err.errors(include_url=False)
+    for e in errors:  # a target is validated as one member of targets[]: its tag is not a user key
+        e["loc"] = tuple(p for p in e["loc"] if p not in _TARGET_TAGS)
     explained_missing: set = set()
     for e in errors:
         if e["type"] != "extra_forbidden":
@@ -132,6 +138,9 @@ def _one_problem(e: dict, raw: Any) -> ConfigError:
     if isinstance(problem, _KeyProblem):
         path = f"{path}.{problem.key}" if path else problem.key
         msg = str(problem)
+        m = re.match(r"targets\[(\d+)\]", path)
+        if m:  # a rule of the whole config broken at one target: name it
+            loc = ("targets", int(m.group(1)))
     if isinstance(problem, _DuplicateName):
         d = problem
         path = f"targets[{d.index}].name"

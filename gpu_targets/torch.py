@@ -28,8 +28,10 @@ and ``forward``, and also ``full``, which covers the rest of the current period)
 the *future* of the transaction. It is a label: fed to the model as an input at step t it
 leaks what the model is asked to predict, and a model trained that way learns to copy
 instead of to forecast, then fails in production where the future is unknown. Only
-``expanding`` and ``trailing`` windows are past-only features. ``is_label`` marks the
-label columns; :func:`split_features_labels` returns the two index lists.
+``expanding`` and ``previous`` periods and ``trailing`` durations and rows windows are
+past-only features; a derived target is a label when any of its inputs is one (SPEC.md
+2.1). ``is_label`` marks the label columns; :func:`split_features_labels` returns the
+two index lists.
 
 Arrays are allocated once per batch and handed to torch through DLPack without copies.
 

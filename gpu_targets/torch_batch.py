@@ -28,16 +28,14 @@ __all__ = ["collate_users", "finish_batch", "split_features_labels"]
 def split_features_labels(config: Config) -> tuple[list[int], list[int]]:
     """Indices of the target columns that are past-only features and that are labels.
 
-    A column is a feature only when its window ends at the transaction itself
-    (``expanding`` periods, ``trailing`` durations); ``full``, ``next`` and ``forward``
-    windows include later transactions, so they are labels.
+    A column is a feature only when its window holds no transaction later than the row
+    (``expanding`` and ``previous`` periods, ``trailing`` durations and rows); ``full``,
+    ``next`` and ``forward`` windows include later transactions, so they are labels, and
+    so is a derived target with a label among its inputs (SPEC.md 2.1).
     """
     features, labels = [], []
-    col = 0
-    for t in config.targets:
-        for _ in t.output_columns:
-            (labels if t.window.looks_ahead else features).append(col)
-            col += 1
+    for col, label in enumerate(config.label_flags):
+        (labels if label else features).append(col)
     return features, labels
 
 

@@ -65,6 +65,9 @@ class Transactions:
     time_bounds : (int, int) or None
         Smallest and largest non-null tick of the input's time column (found by the same
         pass; before ``on_invalid: drop``, so they bound the kept rows' times).
+    columns : :class:`gpu_targets.where.ColumnInputs` or None
+        [v2] The ``where:`` masks and ``value:`` arrays of the config's targets, in the
+        same rows (None when no target has either).
     """
 
     user: np.ndarray
@@ -76,6 +79,7 @@ class Transactions:
     time_factor: int = 1
     ordered: bool = False
     time_bounds: Optional[tuple] = None
+    columns: Optional[object] = None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -379,6 +383,13 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
         if kept.size == 0:
             raise DataError("every row has a null user or time; nothing is left after on_invalid: drop")
         user, time, amount, mcc = user[kept], time[kept], amount[kept], mcc[kept]
+    columns = None
+    if any(t.where is not None or t.value is not None for t in config.aggregated):
+        from .where import read_column_inputs
+
+        columns = read_column_inputs(frame, config)
+        if kept is not None:
+            columns = columns.take(kept)
     return Transactions(
         np.ascontiguousarray(user),
         np.ascontiguousarray(time),
@@ -389,6 +400,7 @@ def extract(frame: pd.DataFrame, config: Config) -> Transactions:
         time_factor,
         ordered,
         bounds,
+        columns,
     )
 
 

@@ -280,8 +280,8 @@ def test_validate_lists_every_target_column(runner, config):
 
 def test_validate_bad_config(runner, tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("targets:\n  - {name: s, agg: median, window: {period: day, mode: expanding}}\n")
-    _user_error(runner.invoke(main, ["validate", str(cfg)]), "targets[0].agg", "median")
+    cfg.write_text("targets:\n  - {name: s, agg: medain, window: {period: day, mode: expanding}}\n")
+    _user_error(runner.invoke(main, ["validate", str(cfg)]), "targets[0].agg", "medain")
 
 
 # --------------------------------------------------------------------------- demo

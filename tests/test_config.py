@@ -232,8 +232,8 @@ def test_bad_mode():
 
 
 def test_bad_agg():
-    with raises_at("targets[1].agg", name="b", also="median(?s:.*)count, sum, mean"):
-        load_config(two_targets(target(name="b", agg="median")))
+    with raises_at("targets[1].agg", name="b", also="medain(?s:.*)count, sum, mean"):
+        load_config(two_targets(target(name="b", agg="medain")))
 
 
 def test_bad_sign():

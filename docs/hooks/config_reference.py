@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel
 
 from gpu_targets import spec
-from gpu_targets.spec import Columns, Config, ConfigError, FormatOptions, Target, Window, load_config
+from gpu_targets.spec import Columns, Config, ConfigError, Derived, FormatOptions, Target, Where, Window, load_config
 
 PAGE = Path(__file__).resolve().parents[1] / "config-reference.md"
 
@@ -35,6 +35,8 @@ SECTIONS = [
     (Columns, "`columns`: the role columns", "columns."),
     (Target, "`targets[]`: one target", "targets[]."),
     (Window, "`targets[].window`: the window", "targets[].window."),
+    (Where, "`targets[].where[]`: a filter on any column [v2]", "targets[].where[]."),
+    (Derived, "`targets[]` with `derive`: a derived target [v2]", "targets[]."),
     (FormatOptions, "`format_options`: options of the input adapter", "format_options."),
 ]
 
@@ -71,21 +73,56 @@ MEANINGS = {
     (Target, "abs"): "Aggregate the absolute amount instead of the amount.",
     (Target, "window"): "Which transactions of the same user are aggregated (next section).",
     (Target, "fill"): "Value of an empty window for `mean`, `min`, `max`, `std` (also when fewer than 2 "
-    "values) and the missing places of `topk`; `count`, `sum` and `any` give 0. May be `.nan` or `\"nan\"`.",
+    "values), the missing places of `topk` and [v2] `first`, `last`, `median`, `quantile`, `time_to_next`, "
+    "`time_since_last`; `count`, `sum`, `any` and `nunique` give 0. Default 0.0, and NaN for the two time "
+    "aggregations (no event: censored). May be `.nan` or `\"nan\"`.",
     (Window, "period"): "A calendar period of local wall-clock time (weeks start on Monday, ISO).",
     (Window, "duration"): "An absolute duration: a positive integer and a unit (`90s`, `30min`, `12h`, `7d`, `2w`).",
     (Window, "mode"): "With `period`: `expanding` (period to date, up to and including the transaction), "
-    "`full` (the whole period), `next` (the whole next period). With `duration` D: `trailing` "
-    "(t - D, t], `forward` (t, t + D].",
+    "`full` (the whole period), `next` (the whole next period), `previous` (the period before). With "
+    "`duration` D or `rows` N: `trailing` (up to the transaction), `forward` (strictly after it). "
+    "Table below.",
+    (Window, "rows"): "[v2] A number N >= 1 of the user's transactions in `(time, input row)` order "
+    "(`trailing`: the N ending at the transaction, itself included; `forward`: the next N).",
+    (Window, "periods"): "[v2] Period windows only: N >= 1 periods. `expanding`/`full`: the current "
+    "period and the N - 1 before it; `next`: the N after it; `previous`: the N before it.",
+    (Window, "offset"): "[v2] Duration windows: a gap G (`1d`, `0s`) between the transaction and the "
+    "window (`trailing`: (t - G - D, t - G]; `forward`: (t + G, t + G + D]). Rows windows: K "
+    "transactions skipped (an integer >= 0).",
+    (Target, "q"): "[v2] The quantile, 0 <= q <= 1 (linear interpolation, numpy's default); only with "
+    "`agg: quantile`.",
+    (Target, "value"): "[v2] The input column aggregated instead of the amount: integers, floats or booleans; "
+    "any column (strings too) for `count`, `any` and `nunique`.",
+    (Target, "where"): "[v2] Filters on any input column, all of which must hold (next sections); `mcc` and "
+    "`sign` are shorthands of such filters.",
+    (Where, "column"): "The input column the conditions test (any column of the input, role columns included).",
+    (Where, "in_"): "The value is one of these (numbers or strings).",
+    (Where, "not_in"): "The value is none of these (a null still fails).",
+    (Where, "eq"): "The value equals this number or string.",
+    (Where, "ne"): "The value differs from this number or string (a null still fails).",
+    (Where, "gt"): "The value is greater than this number (numeric columns only).",
+    (Where, "ge"): "The value is at least this number.",
+    (Where, "lt"): "The value is less than this number.",
+    (Where, "le"): "The value is at most this number.",
+    (Derived, "name"): "Output column name, as for an aggregated target.",
+    (Derived, "derive"): "`ratio`: a / b of exactly two columns; `linear`: coef_1 x_1 + coef_2 x_2 + ...",
+    (Derived, "of"): "Output columns of targets listed earlier (a `topk`'s `name_j` included), read as "
+    "float32 values.",
+    (Derived, "coef"): "`linear` only: one number per column of `of` (default all 1.0).",
+    (Derived, "fill"): "The value where the result is not a finite number (a zero denominator, a NaN input).",
 }
 
-#: Window modes: (window kind, W(i) from SPEC.md 2.1, feature or label).
+#: Window modes: (window kind, mode) -> W(i) from SPEC.md 2.1.
 MODES = {
-    "expanding": ("period", "P(t_j) = P(t_i) and pos(j) <= pos(i): period to date, including i"),
-    "full": ("period", "P(t_j) = P(t_i): the whole period containing i"),
-    "next": ("period", "P(t_j) = P(t_i) + 1: the whole next period"),
-    "trailing": ("duration", "t_i - D < t_j <= t_i and pos(j) <= pos(i): including i"),
-    "forward": ("duration", "t_i < t_j <= t_i + D: strictly later transactions only"),
+    ("period", "expanding"): "P(t_i) - N < P(t_j) <= P(t_i) and pos(j) <= pos(i): the period to date, "
+    "including i, and the N - 1 periods before it",
+    ("period", "full"): "P(t_i) - N < P(t_j) <= P(t_i): the whole period containing i and the N - 1 before it",
+    ("period", "next"): "P(t_i) < P(t_j) <= P(t_i) + N: the N whole periods after i's",
+    ("period", "previous"): "P(t_i) - N <= P(t_j) < P(t_i): the N whole periods before i's",
+    ("duration", "trailing"): "t_i - G - D < t_j <= t_i - G (G = 0: also pos(j) <= pos(i), so including i)",
+    ("duration", "forward"): "t_i + G < t_j <= t_i + G + D: strictly later transactions only",
+    ("rows", "trailing"): "pos(i) - K - N < pos(j) <= pos(i) - K: the N transactions ending K before i",
+    ("rows", "forward"): "pos(i) + K < pos(j) <= pos(i) + K + N: the N transactions after skipping K",
 }
 
 #: Aggregations: (value over V(i), value of an empty V(i)), SPEC.md 2.2.
@@ -99,6 +136,15 @@ AGGREGATIONS = {
     "any": ("1 if V(i) is not empty (a binary label)", "0"),
     "topk": ("the k largest values, descending, in columns `name_1` .. `name_k`; missing places get `fill`",
              "all `fill`"),
+    "first": ("[v2] the value of the earliest row of V(i)", "`fill`"),
+    "last": ("[v2] the value of the latest row of V(i)", "`fill`"),
+    "nunique": ("[v2] the number of distinct values (-0.0 equals 0.0; strings allowed)", "0"),
+    "median": ("[v2] the middle value, or the mean of the two middle ones", "`fill`"),
+    "quantile": ("[v2] quantile `q`, linear interpolation between the sorted values (numpy's default)", "`fill`"),
+    "time_to_next": ("[v2] seconds from the transaction to the earliest row of V(i) (`next`, `forward` windows)",
+                     "`fill` (NaN by default: censored)"),
+    "time_since_last": ("[v2] seconds since the latest row of V(i) other than the transaction itself "
+                        "(`expanding`, `previous`, `trailing` windows)", "`fill` (NaN by default: censored)"),
 }
 
 _T = "{name: t, agg: sum, window: {period: day, mode: expanding}}"
@@ -111,7 +157,7 @@ ERROR_CASES = [
     ("no targets", "targets: []"),
     ("wrong type (no coercion: `\"5411\"` is not an integer)",
      "targets: [{name: t, agg: sum, mcc: '5411', window: {period: day, mode: expanding}}]"),
-    ("value not allowed", "targets: [{name: t, agg: median, window: {period: day, mode: expanding}}]"),
+    ("value not allowed", "targets: [{name: t, agg: medain, window: {period: day, mode: expanding}}]"),
     ("bad column name", "targets: [{name: 2x, agg: sum, window: {period: day, mode: expanding}}]"),
     ("duplicate name", f"targets: [{_T}, {_T}]"),
     ("output column clash (`topk` expands to `name_1..name_k`)",
@@ -131,12 +177,41 @@ ERROR_CASES = [
     ("unknown time zone", f"timezone: Europe/Atlantis\ntargets: [{_T}]"),
     ("bad time unit", f"time_unit: minutes\ntargets: [{_T}]"),
     ("role columns not distinct", f"columns: {{user: id, time: id}}\ntargets: [{_T}]"),
+    ("[v2] `quantile` without `q`", "targets: [{name: t, agg: quantile, window: {rows: 10, mode: trailing}}]"),
+    ("[v2] `q` out of range", "targets: [{name: t, agg: quantile, q: 1.5, window: {rows: 10, mode: trailing}}]"),
+    ("[v2] `q` without `quantile`", "targets: [{name: t, agg: median, q: 0.5, window: {rows: 10, mode: trailing}}]"),
+    ("[v2] `periods` on a duration window",
+     "targets: [{name: t, agg: sum, window: {duration: 7d, mode: trailing, periods: 2}}]"),
+    ("[v2] `offset` on a period window",
+     "targets: [{name: t, agg: sum, window: {period: month, mode: previous, offset: 1d}}]"),
+    ("[v2] negative offset", "targets: [{name: t, agg: sum, window: {duration: 7d, mode: forward, offset: -1d}}]"),
+    ("[v2] a rows window's offset is an integer",
+     "targets: [{name: t, agg: sum, window: {rows: 5, mode: trailing, offset: 1d}}]"),
+    ("[v2] both `rows` and `duration`", "targets: [{name: t, agg: sum, window: {rows: 5, duration: 1d, mode: forward}}]"),
+    ("[v2] `time_to_next` on a past window",
+     "targets: [{name: t, agg: time_to_next, window: {duration: 7d, mode: trailing}}]"),
+    ("[v2] `time_since_last` on `full`", "targets: [{name: t, agg: time_since_last, window: {period: day, mode: full}}]"),
+    ("[v2] `where` entry without a condition",
+     "targets: [{name: t, agg: count, where: [{column: tr_type}], window: {rows: 5, mode: trailing}}]"),
+    ("[v2] order operator with a string",
+     "targets: [{name: t, agg: count, where: [{column: tr_type, gt: abc}], window: {rows: 5, mode: trailing}}]"),
+    ("[v2] derived target naming a later target",
+     "targets: [{name: r, derive: ratio, of: [a, b]}, {name: a, agg: sum, window: {rows: 5, mode: trailing}}, "
+     "{name: b, agg: count, window: {rows: 5, mode: trailing}}]"),
+    ("[v2] `ratio` of three columns",
+     f"targets: [{_T.replace('name: t', 'name: a')}, {{name: r, derive: ratio, of: [a, a, a]}}]"),
+    ("[v2] `coef` of another length",
+     f"targets: [{_T.replace('name: t', 'name: a')}, {{name: r, derive: linear, of: [a], coef: [1.0, 2.0]}}]"),
 ]
 
 
 def _type_text(annotation) -> tuple[str, list]:
     """(type in words, allowed literal values or []) of a field annotation."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is typing.Any:
+        return "number", []
+    if origin is typing.Annotated:  # a tagged union member, or the union of targets[]
+        return _type_text(args[0])
     if origin is typing.Literal:
         kinds = {type(a) for a in args}
         if kinds != {str}:
@@ -204,7 +279,7 @@ def _check_meanings() -> None:
         )
     modes = typing.get_args(Window.model_fields["mode"].annotation)
     aggs = typing.get_args(Target.model_fields["agg"].annotation)
-    if set(MODES) != set(modes) or set(AGGREGATIONS) != set(aggs):
+    if {m for _, m in MODES} != set(modes) or set(AGGREGATIONS) != set(aggs):
         raise RuntimeError(f"MODES/AGGREGATIONS differ from the model's modes {modes} and aggregations {aggs}")
 
 
@@ -221,7 +296,7 @@ def _key_table(model: type[BaseModel], prefix: str) -> list[str]:
                     raise RuntimeError(f"spec._ALLOWED_BY_KEY[{key!r}] is {spec._ALLOWED_BY_KEY[key]!r}, "
                                        f"the model allows {expected!r}")
         meaning = MEANINGS[(model, key)]
-        lines.append(f"| `{prefix}{key}` | {type_text} | {_default_text(field)} | {_cell(allowed) or '-'} "
+        lines.append(f"| `{prefix}{field.alias or key}` | {type_text} | {_default_text(field)} | {_cell(allowed) or '-'} "
                      f"| {_cell(meaning)} |")
     return lines
 
@@ -281,18 +356,19 @@ def render() -> str:
                     "t is the time, pos(j) the rank of row j in its user's `(time, input row)` order,",
                     "P(t) the period index of t. Modes that look ahead make labels, not features.", "",
                     "| mode | window kind | W(i) | use |", "|---|---|---|---|"]
-            looks_ahead = {m: Window(**({"period": "day"} if k == "period" else {"duration": "1d"}), mode=m)
-                           .looks_ahead for m, (k, _) in MODES.items()}
-            for m, (kind, definition) in MODES.items():
-                use = "label (looks ahead)" if looks_ahead[m] else "feature (past only)"
+            example = {"period": {"period": "day"}, "duration": {"duration": "1d"}, "rows": {"rows": 1}}
+            for (kind, m), definition in MODES.items():
+                label = Window(**example[kind], mode=m).looks_ahead
+                use = "label (looks ahead)" if label else "feature (past only)"
                 out.append(f"| `{m}` | {kind} | {_cell(definition)} | {use} |")
             out += ["", "### Duration units", "", "| unit | seconds |", "|---|---:|"]
             out += [f"| `{u}` | {ns // 1_000_000_000:,} |" for u, ns in spec.DURATION_UNITS_NS.items()]
             out += [""]
         if model is Target:
             out += ["### Aggregations", "",
-                    "V(i): the non-null amounts (absolute with `abs`) of W(i) passing the `mcc` and",
-                    "`sign` filters. Every target column is float32; arithmetic is float64.", "",
+                    "V(i): the non-null values (the amount, or the `value` column; absolute with `abs`)",
+                    "of W(i) passing the `mcc`, `sign` and `where` filters. Every target column is",
+                    "float32; arithmetic is float64.", "",
                     "| agg | value | empty V(i) |", "|---|---|---|"]
             out += [f"| `{a}` | {_cell(v)} | {e} |" for a, (v, e) in AGGREGATIONS.items()]
             out += [""]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..calendar import PERIOD_CODES
-from ..spec import MAX_FILTERS, Config
+from ..spec import AGGREGATIONS, MAX_FILTERS, Config, ConfigError, Derived, Target
 
 # window kinds
 EXPANDING, FULL, NEXT, TRAILING, FORWARD = range(5)
@@ -64,20 +64,56 @@ class Plan:
     window_key: np.ndarray
 
 
+def v2_features(t: Target) -> str:
+    """The SPEC v2 keys a target uses, in words (``"agg median, window rows"``)."""
+    used = []
+    if t.agg not in AGGREGATIONS[:8]:
+        used.append(f"agg {t.agg}")
+    w = t.window
+    if w.kind == "rows":
+        used.append("a rows window")
+    if w.mode == "previous":
+        used.append("mode previous")
+    if w.periods is not None and w.periods != 1:
+        used.append(f"periods: {w.periods}")
+    if w.kind == "duration" and w.offset_ns:
+        used.append(f"offset: {w.offset}")
+    if t.where is not None:
+        used.append("where")
+    if t.value is not None:
+        used.append("value")
+    return ", ".join(used)
+
+
 def compile_plan(config: Config) -> Plan:
     """Compile a config's targets into a :class:`Plan`.
 
+    Derived targets (SPEC.md 2.4) take no place in the plan (the engine fills their
+    columns from the others afterwards: :func:`.derive.apply_derived`); the output
+    columns of the others keep their config positions (``col``).
+
     Raises
     ------
+    ConfigError
+        A target uses a SPEC v2 window, aggregation, ``where:`` or ``value:``: the
+        kernels compute version 1 targets (the ``reference`` engine computes every one).
     ValueError
         More than 64 distinct (mcc, sign) filters (split the config).
     """
-    targets = config.targets
+    targets = []
     filters: dict[tuple, int] = {}
     period_codes: list[int] = []
     window, param, slot, agg, k, fbit, absval, fill, col = ([] for _ in range(9))
     c = 0
-    for t in targets:
+    for i, t in enumerate(config.targets):
+        if isinstance(t, Derived):
+            c += 1
+            continue
+        if not t.is_v1:
+            raise ConfigError(f"targets[{i}] (target {t.name!r})",
+                              f"{v2_features(t)}: SPEC v2, computed by the reference engine only so far; "
+                              "use backend='reference' (--backend reference) for this config")
+        targets.append(t)
         key = (t.mcc_codes, t.sign)
         if key not in filters:
             if len(filters) == MAX_FILTERS:

@@ -19,7 +19,9 @@ import pandas as pd
 
 from ..calendar import local_wall_clock_ns
 from ..spec import Config, Target
-from ..transactions import Transactions
+from ..transactions import DataError, Transactions
+from ..where import filter_key, value_key
+from .derive import apply_derived
 
 __all__ = ["compute"]
 
@@ -47,29 +49,51 @@ def _period_of(local_ns: np.ndarray, period: str) -> np.ndarray:
 def _window(target: Target, i: int, t: np.ndarray, pos: np.ndarray, periods: dict) -> np.ndarray:
     """Boolean mask of W(i) over one user's rows (SPEC.md 2.1)."""
     w = target.window
-    if w.period is not None:
-        p = periods[w.period]
+    if w.kind == "period":
+        p, n = periods[w.period], w.n_periods
         if w.mode == "expanding":
-            return (p == p[i]) & (pos <= pos[i])
+            return (p > p[i] - n) & (p <= p[i]) & (pos <= pos[i])
         if w.mode == "full":
-            return p == p[i]
-        return p == p[i] + 1  # next
-    d = w.duration_ns
+            return (p > p[i] - n) & (p <= p[i])
+        if w.mode == "next":
+            return (p > p[i]) & (p <= p[i] + n)
+        return (p >= p[i] - n) & (p < p[i])  # previous
+    if w.kind == "duration":
+        d, g = w.duration_ns, w.offset_ns
+        if w.mode == "trailing":
+            inside = (t > t[i] - g - d) & (t <= t[i] - g)
+            return inside & (pos <= pos[i]) if g == 0 else inside
+        return (t > t[i] + g) & (t <= t[i] + g + d)  # forward
+    n, k = w.rows, w.offset_rows
     if w.mode == "trailing":
-        return (t > t[i] - d) & (t <= t[i]) & (pos <= pos[i])
-    return (t > t[i]) & (t <= t[i] + d)  # forward
+        return (pos > pos[i] - k - n) & (pos <= pos[i] - k)
+    return (pos > pos[i] + k) & (pos <= pos[i] + k + n)  # forward
 
 
-def _passes_filters(target: Target, amount: np.ndarray, mcc: np.ndarray) -> np.ndarray:
-    """Rows whose amount is not null and passes the target's mcc and sign filters (2.2)."""
-    ok = ~np.isnan(amount)
+def _passes_filters(target: Target, amount: np.ndarray, mcc: np.ndarray, columns) -> np.ndarray:
+    """Rows that pass the target's mcc, sign and where filters (SPEC.md 2.2, 2.3)."""
+    ok = np.ones(len(amount), dtype=bool)
     if target.mcc is not None:
         ok &= np.isin(mcc, np.asarray(target.mcc)) & (mcc >= 0)
     if target.sign == "negative":
         ok &= amount < 0
     elif target.sign == "positive":
         ok &= amount > 0
+    if target.where is not None:
+        ok &= columns.masks[filter_key(target)]
     return ok
+
+
+def _values(target: Target, tx: Transactions) -> np.ndarray:
+    """x_j of every row (SPEC.md 2.2): the value column or the amount, |x| with ``abs``
+    (nunique of a value column: the codes of the absolute values, made on reading)."""
+    if target.value is None:
+        x = tx.amount
+    else:
+        x = tx.columns.values[value_key(target)]
+        if target.agg == "nunique":
+            return x
+    return np.abs(x) if target.abs else x
 
 
 def _exact_sum(values: np.ndarray) -> float:
@@ -104,12 +128,35 @@ def _sample_std(values: np.ndarray) -> float:
     return scale * math.sqrt(math.fsum((v - mean) ** 2) / (len(v) - 1))
 
 
-def _aggregate(target: Target, values: np.ndarray) -> list[float]:
-    """The aggregation table of SPEC.md 2.2 over V(i), in float64."""
+def _quantile(y: np.ndarray, q: float, median: bool) -> float:
+    """SPEC.md 2.2 over sorted ``y``: a median is the middle value, or the mean of the two
+    middle ones; quantile q is y_lo + (h - lo)(y_lo+1 - y_lo) with h = (n - 1) q, lo =
+    floor(h) (numpy's default, DuckDB's ``quantile_cont``), evaluated as written."""
+    h = (len(y) - 1) * q
+    lo = int(math.floor(h))
+    if h == lo:
+        return float(y[lo])
+    a, b = float(y[lo]), float(y[lo + 1])
+    if median:
+        m = (a + b) / 2
+        return m if math.isfinite(m) or not (math.isfinite(a) and math.isfinite(b)) else a / 2 + b / 2
+    return a + (h - lo) * (b - a)
+
+
+def _aggregate(target: Target, values: np.ndarray, times: np.ndarray, t_i: int, own: np.ndarray) -> list[float]:
+    """The aggregation table of SPEC.md 2.2 over V(i) (``values`` in pos order, their
+    times ``times`` in ns; ``own``: which of them is row i itself), in float64."""
     n, fill = len(values), target.fill
     agg = target.agg
     if agg == "count":
         return [float(n)]
+    if agg == "nunique":
+        return [float(len(set((values + 0.0).tolist())))]  # + 0.0: -0.0 is 0.0
+    if agg == "time_to_next":
+        return [(times[0] - t_i) / 1e9] if n else [fill]
+    if agg == "time_since_last":
+        earlier = times[~own]
+        return [(t_i - earlier[-1]) / 1e9] if len(earlier) else [fill]
     if agg == "sum":
         return [_exact_sum(values)]
     if agg == "any":
@@ -121,6 +168,12 @@ def _aggregate(target: Target, values: np.ndarray) -> list[float]:
         return [fill]
     if agg == "mean":
         return [_exact_mean(values)]
+    if agg == "first":
+        return [float(values[0])]
+    if agg == "last":
+        return [float(values[-1])]
+    if agg in ("median", "quantile"):
+        return [_quantile(np.sort(values), 0.5 if agg == "median" else target.q, agg == "median")]
     if agg == "min":
         return [float(values.min())]
     if agg == "max":
@@ -163,10 +216,16 @@ def compute(tx: Transactions, config: Config, progress=None, *, out: np.ndarray 
         raise ValueError(f"out has dtype {out.dtype} and shape {out.shape}; expected float32 {shape}")
     time_ns = tx.time_ns
     local = local_wall_clock_ns(time_ns, config.timezone)
-    used_periods = {t.window.period for t in config.targets if t.window.period is not None}
+    targets = config.aggregated
+    needs = [t.name for t in targets if t.where is not None or t.value is not None]
+    if needs and tx.columns is None:
+        raise DataError(f"target {needs[0]!r} reads where:/value: columns, which these transactions were made "
+                        "without (gpu_targets.transactions.extract reads them from the input frame)")
+    used_periods = {t.window.period for t in targets if t.window.period is not None}
     all_periods = {p: _period_of(local, p) for p in used_periods}
-    filters = [_passes_filters(t, tx.amount, tx.mcc) for t in config.targets]
-    values = [np.abs(tx.amount) if t.abs else tx.amount for t in config.targets]
+    filters = [_passes_filters(t, tx.amount, tx.mcc, tx.columns) for t in targets]
+    values = [_values(t, tx) for t in targets]
+    index = {c: j for j, c in enumerate(config.output_columns)}
 
     for rows in pd.Series(np.arange(n)).groupby(tx.user, sort=False).indices.values():
         rows = np.asarray(rows)  # input positions of one user's transactions
@@ -174,15 +233,16 @@ def compute(tx: Transactions, config: Config, progress=None, *, out: np.ndarray 
         t = time_ns[rows]
         pos = np.arange(len(rows))  # pos(i): rank in that order (SPEC.md 1)
         periods = {p: v[rows] for p, v in all_periods.items()}
-        col = 0
-        for target, ok, v in zip(config.targets, filters, values):
+        for target, ok, v in zip(targets, filters, values):
+            col = index[target.output_columns[0]]
             width = len(target.output_columns)
-            ok_u, v_u = ok[rows], v[rows]
+            v_u = v[rows]
+            in_v = ok[rows] & ~np.isnan(v_u)  # V: passes the filters, value not null
             for i in range(len(rows)):
-                w = _window(target, i, t, pos, periods)
+                w = _window(target, i, t, pos, periods) & in_v
                 with np.errstate(over="ignore"):  # beyond float32's range: +-inf, as the output dtype says
-                    out[col : col + width, rows[i]] = _aggregate(target, v_u[w & ok_u])
-            col += width
+                    out[col : col + width, rows[i]] = _aggregate(target, v_u[w], t[w], t[i], pos[w] == i)
         if progress is not None:
             progress(len(rows))
+    apply_derived(config, out)
     return out

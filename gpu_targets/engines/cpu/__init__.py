@@ -67,6 +67,7 @@ from ...spec import Config
 from ...transactions import Transactions
 from ..elementwise import row_filter_bits
 from ..grouping import group_users, readonly as _ro
+from ..derive import apply_derived
 from ..plan import compile_plan, NEXT, Plan
 from .driver import driver_shape, load_driver, target_kernels
 from .records import InputRows, PlanArrays
@@ -289,4 +290,5 @@ def compute(
         u0 = u1
     if has_order:
         unpermute_rows(out.T, inverse_permutation(order), result)
+    apply_derived(config, result)
     return result

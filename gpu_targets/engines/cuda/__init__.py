@@ -79,6 +79,7 @@ install_cuda()  # before any kernel: numba-cuda's disk cache keyed on every engi
 from ...calendar import utc_offset_table  # noqa: E402
 from ...spec import Config  # noqa: E402
 from ...transactions import Transactions  # noqa: E402
+from ..derive import apply_derived  # noqa: E402
 from ..plan import MAX, MIN, NEXT, TOPK, Plan, compile_plan  # noqa: E402
 from .kernels import (  # noqa: E402
     BLOCK,
@@ -321,8 +322,10 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
         lengths = {a.shape[0] for a in arrays}
         if len(lengths) != 1:
             raise ValueError(f"user, time, amount and mcc must have the same length, got {sorted(lengths)}")
-        return _run(*arrays, plan, config.timezone, int(time_factor), max_rows_per_batch, None, stream,
-                    user_offsets=user_offsets)
+        values = _run(*arrays, plan, config.timezone, int(time_factor), max_rows_per_batch, None, stream,
+                      user_offsets=user_offsets)
+        apply_derived(config, values, xp)
+        return values
 
 
 def compute(tx: Transactions, config: Config, progress=None, *, out=None, max_rows_per_batch=None) -> np.ndarray:
@@ -354,6 +357,7 @@ def compute(tx: Transactions, config: Config, progress=None, *, out=None, max_ro
     arrays = [xp.array(a) for a in (tx.user, tx.time, tx.amount, tx.mcc)]  # a device copy (host copy: simulator)
     with _on_device_of(arrays) as stream:
         values = _run(*arrays, plan, config.timezone, int(tx.time_factor), max_rows_per_batch, progress, stream)
+        apply_derived(config, values, xp)
         host = _asnumpy(values)
     if out is None:
         return host

@@ -1,0 +1,163 @@
+"""Filters on any column (``where:``) and the aggregated column (``value:``), SPEC v2.
+
+Both are read from the input once, before any engine runs, into plain arrays the
+engines share: per distinct ``where:`` list a boolean mask (``True``: the row passes
+every condition; a null fails every condition, SQL's three-valued logic), per distinct
+value column a float64 array (NaN: null). A value column of strings (or any other
+non-numeric type) is factorised (pandas' hash factorisation: exact for integers above
+2^53, ``-0.0`` equal to ``0.0``) and may feed ``count``, ``any`` and ``nunique`` only;
+``nunique`` always takes the codes of the (absolute, with ``abs: true``) values.
+
+Every problem names the target and the column and raises
+:class:`~gpu_targets.transactions.DataError` (exit code 2 in the CLI), before any kernel
+runs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from .spec import STRING_VALUE_AGGREGATIONS, Config, Target, Where
+
+__all__ = ["ColumnInputs", "filter_key", "value_key", "read_column_inputs"]
+
+
+def filter_key(target: Target) -> Optional[tuple]:
+    """The identity of the target's ``where:`` list (None without one)."""
+    return None if target.where is None else tuple(w.key for w in target.where)
+
+
+def value_key(target: Target) -> Optional[tuple]:
+    """The identity of the array a target aggregates: None for the amount role column,
+    else ``(column, "codes", abs)`` for ``nunique`` (distinct values of the possibly
+    absolute values) or ``(column, "values", False)``."""
+    if target.value is None:
+        return None
+    if target.agg == "nunique":
+        return (target.value, "codes", bool(target.abs))
+    return (target.value, "values", False)
+
+
+class ColumnInputs:
+    """What the targets read besides the role columns, in the rows the engines see.
+
+    Attributes
+    ----------
+    masks : dict
+        :func:`filter_key` -> bool [n]: rows passing every ``where:`` condition.
+    values : dict
+        :func:`value_key` -> float64 [n]: the value column (NaN: null), or its codes.
+    """
+
+    def __init__(self, masks: dict, values: dict):
+        self.masks, self.values = masks, values
+
+    def take(self, rows: np.ndarray) -> "ColumnInputs":
+        """The same for a subset of rows (``on_invalid: drop``)."""
+        return ColumnInputs({k: v[rows] for k, v in self.masks.items()}, {k: v[rows] for k, v in self.values.items()})
+
+
+def _column(frame: pd.DataFrame, name: str, target: Target, key: str):
+    from .transactions import DataError
+
+    if name not in frame.columns:
+        shown = ", ".join(map(str, list(frame.columns)[:12])) + (", ..." if len(frame.columns) > 12 else "")
+        raise DataError(f"target {target.name!r}: {key} column {name!r} is not in the input (columns: {shown})")
+    return frame[name]
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _as_float(s: pd.Series) -> np.ndarray:
+    """float64 values, NaN for nulls (booleans as 0/1)."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        s = s.astype("Float64") if s.hasnans else s.astype(np.float64)
+    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def where_mask(frame: pd.DataFrame, entries: list[Where], target: Target) -> np.ndarray:
+    """Rows passing every condition of ``entries`` (bool [n]); a null fails every one.
+
+    Raises
+    ------
+    DataError
+        A column is missing, or an order operator (gt, ge, lt, le) meets a non-numeric column.
+    """
+    from .transactions import DataError
+
+    ok = np.ones(len(frame), dtype=bool)
+    for w in entries:
+        s = _column(frame, w.column, target, "where")
+        present = s.notna().to_numpy(dtype=bool)
+        ok &= present
+        for op, v in w.conditions:
+            if op in ("gt", "ge", "lt", "le"):
+                if not _is_numeric(s):
+                    raise DataError(f"target {target.name!r}: where {op} compares numbers, and column "
+                                    f"{w.column!r} holds {s.dtype}")
+                x = _as_float(s) if pd.api.types.is_bool_dtype(s.dtype) else s
+                with np.errstate(invalid="ignore"):
+                    cond = {"gt": x > v, "ge": x >= v, "lt": x < v, "le": x <= v}[op]
+            elif op in ("in", "not_in"):
+                cond = s.isin(list(v))
+                if op == "not_in":
+                    cond = ~cond
+            else:  # eq, ne: a value of another kind (a number against strings) is never equal
+                cond = s.isin([v])
+                if op == "ne":
+                    cond = ~cond
+            ok &= _truth(cond) & present
+    return ok
+
+
+def _truth(cond) -> np.ndarray:
+    """bool [n] of a comparison's result (pandas' nullable booleans: NA is False)."""
+    if isinstance(cond, pd.Series):
+        return cond.to_numpy(dtype=bool, na_value=False)
+    return np.asarray(cond, dtype=bool)
+
+
+def value_array(frame: pd.DataFrame, target: Target) -> np.ndarray:
+    """The float64 [n] array ``target`` aggregates (:func:`value_key`).
+
+    Raises
+    ------
+    DataError
+        The column is missing, or holds non-numeric values for an aggregation other than
+        count, any and nunique.
+    """
+    from .transactions import DataError
+
+    kind = value_key(target)[1]
+    s = _column(frame, target.value, target, "value")
+    numeric = _is_numeric(s)
+    if not numeric and target.agg not in STRING_VALUE_AGGREGATIONS:
+        raise DataError(f"target {target.name!r}: value column {target.value!r} holds {s.dtype}; "
+                        f"{target.agg} needs numbers (a non-numeric column may feed "
+                        f"{', '.join(STRING_VALUE_AGGREGATIONS)})")
+    if numeric and kind == "values":
+        return _as_float(s)
+    if numeric and target.abs:
+        s = pd.Series(np.abs(_as_float(s)) if not pd.api.types.is_integer_dtype(s.dtype) else s.abs())
+    codes, _ = pd.factorize(s, use_na_sentinel=True)
+    out = codes.astype(np.float64)
+    out[codes < 0] = np.nan
+    return out
+
+
+def read_column_inputs(frame: pd.DataFrame, config: Config) -> ColumnInputs:
+    """The masks and value arrays every ``where:`` and ``value:`` of ``config`` needs, read
+    once per distinct list or column."""
+    masks, values = {}, {}
+    for t in config.aggregated:
+        fk, vk = filter_key(t), value_key(t)
+        if fk is not None and fk not in masks:
+            masks[fk] = where_mask(frame, list(t.where), t)
+        if vk is not None and vk not in values:
+            values[vk] = value_array(frame, t)
+    return ColumnInputs(masks, values)
