@@ -10,13 +10,18 @@ What is measured
 ----------------
 Data: :func:`gpu_targets.datasets.synthetic_transactions` with ``--users`` users of
 ``--tx-per-user`` transactions each (seed 0), once sorted by ``(user_id, timestamp)``
-and once shuffled (``shuffle=True``: the same rows in a random order). Two configs:
+and once shuffled (``shuffle=True``: the same rows in a random order). Configs
+(``--configs``, default all):
 
 * ``configs/seed20.yaml``: 20 targets (22 output columns) of every aggregation and
-  window kind, datetime timestamps;
+  window kind of SPEC version 1, datetime timestamps;
 * ``configs/seed_daily_5411.yaml``: one target, ``grocery_daily_cumsum`` = the daily
   expanding sum of ``amount`` at MCC 5411 (SPEC.md section 5), integer days
-  (``time_unit: D``).
+  (``time_unit: D``);
+* ``configs/seed_v2.yaml``: 21 targets using every SPEC v2 row on the four role columns;
+* ``configs/v2_median_50.yaml`` and ``configs/v2_nunique_50.yaml``: a sliding median of
+  the amount and a sliding count of distinct MCCs over each user's last 50
+  transactions, which DuckDB computes too.
 
 One table per workload (config x input order x in memory / Parquet), systems as rows:
 
@@ -32,7 +37,10 @@ One table per workload (config x input order x in memory / Parquet), systems as 
   relies on ``over`` keeping the frame's row order inside each group: within one
   (user, day) the SPEC order ``(time, input row)`` is the input row order, so no sort is
   needed even on shuffled input (the check below verifies it on every run).
-* ``duckdb`` (seed_daily_5411 only): ``SUM(CASE WHEN mcc = 5411 THEN amount ELSE 0 END)
+* ``duckdb`` (seed_daily_5411, v2_median_50, v2_nunique_50): the window function of
+  :data:`DUCKDB_WINDOWS` (``median(amount)`` / ``count(DISTINCT mcc)`` ``OVER (PARTITION
+  BY user_id ORDER BY timestamp, row_idx ROWS BETWEEN 49 PRECEDING AND CURRENT ROW)``
+  for the v2 configs), as for seed_daily_5411: ``SUM(CASE WHEN mcc = 5411 THEN amount ELSE 0 END)
   OVER (PARTITION BY user_id, timestamp ORDER BY row_idx ROWS BETWEEN UNBOUNDED
   PRECEDING AND CURRENT ROW)`` cast to FLOAT over the registered pandas frame, all
   columns ``ORDER BY row_idx`` (input row order) fetched as an Arrow table. SQL tables
@@ -93,8 +101,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "seed20": (ROOT / "configs" / "seed20.yaml", None),  # (path, time_unit of the data)
     "seed_daily_5411": (ROOT / "configs" / "seed_daily_5411.yaml", "D"),
+    "seed_v2": (ROOT / "configs" / "seed_v2.yaml", None),  # SPEC v2: 21 targets using every v2 row
+    "v2_median_50": (ROOT / "configs" / "v2_median_50.yaml", None),  # also DuckDB: a sliding median
+    "v2_nunique_50": (ROOT / "configs" / "v2_nunique_50.yaml", None),  # also DuckDB: a sliding distinct count
 }
 DAILY = "seed_daily_5411"
+#: DuckDB's window function for each single-target config it computes (over each user's
+#: rows ordered by (time, input row), as SPEC.md's pos).
+DUCKDB_WINDOWS = {
+    DAILY: "SUM(CASE WHEN mcc = 5411 THEN amount ELSE 0 END) "
+           "OVER (PARTITION BY user_id, timestamp ORDER BY {row} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+    "v2_median_50": "median(amount) OVER (PARTITION BY user_id ORDER BY timestamp, {row} "
+                    "ROWS BETWEEN 49 PRECEDING AND CURRENT ROW)",
+    "v2_nunique_50": "count(DISTINCT mcc) OVER (PARTITION BY user_id ORDER BY timestamp, {row} "
+                     "ROWS BETWEEN 49 PRECEDING AND CURRENT ROW)",
+}
 GROCERY_MCC = 5411
 WARMUP_ROWS = 4096
 TOLERANCE = 1e-5
@@ -132,21 +153,17 @@ def polars_memory(frame: pd.DataFrame, name: str) -> Callable[[], Any]:
     return lambda: data.with_columns(expr)
 
 
-def _duckdb_sql(name: str, source: str, row: str) -> str:
-    return (
-        f"SELECT * EXCLUDE ({row}), CAST(SUM(CASE WHEN mcc = {GROCERY_MCC} THEN amount ELSE 0 END) "
-        f"OVER (PARTITION BY user_id, timestamp ORDER BY {row} "
-        f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS FLOAT) AS {name} "
-        f"FROM {source} ORDER BY {row}"
-    )
+def _duckdb_sql(name: str, source: str, row: str, key: str = "seed_daily_5411") -> str:
+    window = DUCKDB_WINDOWS[key].format(row=row)
+    return f"SELECT * EXCLUDE ({row}), CAST({window} AS FLOAT) AS {name} FROM {source} ORDER BY {row}"
 
 
-def duckdb_memory(frame: pd.DataFrame, name: str) -> Callable[[], Any]:
+def duckdb_memory(frame: pd.DataFrame, name: str, key: str = "seed_daily_5411") -> Callable[[], Any]:
     import duckdb
 
     con = duckdb.connect()
     con.register("tx", frame.assign(row_idx=np.arange(len(frame), dtype=np.int64)))
-    sql = _duckdb_sql(name, "tx", "row_idx")
+    sql = _duckdb_sql(name, "tx", "row_idx", key)
     return lambda: con.sql(sql).to_arrow_table()
 
 
@@ -244,7 +261,7 @@ def measure(run: Callable[[], Any], repeats: int, warmup: Optional[Callable[[], 
 
 def tolerances(config: Config) -> dict[str, float]:
     return {
-        col: STD_TOLERANCE if t.agg == "std" else TOLERANCE
+        col: STD_TOLERANCE if getattr(t, "agg", None) == "std" else TOLERANCE
         for t in config.targets
         for col in t.output_columns
     }
@@ -263,7 +280,8 @@ def check(system: str, got: dict[str, np.ndarray], expected: dict[str, np.ndarra
             raise Mismatch(f"{system}: column {col} has {x.shape[0]} rows, the cpu engine {ref.shape[0]}")
         both_nan = np.isnan(x) & np.isnan(ref)
         diff = np.where(both_nan, 0.0, np.abs(x - ref))
-        bad = ~(diff <= tol[col] * np.maximum(1.0, np.abs(ref)))  # NaN vs number is bad
+        with np.errstate(invalid="ignore"):  # equal infinities: equal; NaN vs number: bad
+            bad = ~(both_nan | (x == ref) | (diff <= tol[col] * np.maximum(1.0, np.abs(ref))))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise Mismatch(
@@ -360,7 +378,9 @@ def memory_table(key: str, config: Config, frame: pd.DataFrame, wl: Workload, ti
     if key == DAILY:
         name = wl.names[0]
         run_system(table, wl, "polars", lambda d: polars_memory(d, name), frame, warm)
-        run_system(table, wl, "duckdb", lambda d: duckdb_memory(d, name), frame, warm)
+    if key in DUCKDB_WINDOWS:
+        name = wl.names[0]
+        run_system(table, wl, "duckdb", lambda d: duckdb_memory(d, name, key), frame, warm)
     return table
 
 
@@ -509,8 +529,9 @@ FOOTER = [
     "vs cpu: transactions/s relative to the cpu row of the same table (>1 = faster than cpu).",
     "check: targets compared with the cpu engine's on the same input after float32 rounding, "
     "|x - cpu| <= 1e-5 * max(1, |cpu|) (1e-4 for std); a mismatch aborts the run.",
-    "Polars and DuckDB compute only grocery_daily_cumsum (seed_daily_5411); all systems produce the input "
-    "columns plus float32 targets in input row order; Parquet outputs are zstd-compressed.",
+    "Polars computes only grocery_daily_cumsum (seed_daily_5411); DuckDB that and the sliding median "
+    "(v2_median_50) and distinct count (v2_nunique_50) over each user's last 50 transactions; all systems "
+    "produce the input columns plus float32 targets in input row order; Parquet outputs are zstd-compressed.",
 ]
 
 
@@ -527,7 +548,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="users timed with the O(n^2) reference engine (default 8, --quick 2; 0 skips it)")
     p.add_argument("--repeats", type=int, help="timed runs per system (default 5, --quick 1)")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
-                   help="configs to run (default: both)")
+                   help="configs to run (default: all)")
     p.add_argument("--no-parquet", action="store_true", help="skip the Parquet read + compute + write workloads")
     p.add_argument("--quick", action="store_true",
                    help="tiny smoke run (50 users, 1 repeat, 2 reference users), ~30 s")

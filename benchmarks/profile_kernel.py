@@ -83,11 +83,11 @@ def instrument(src: str) -> str:
     src = src.replace("cache=True", "cache=False")
     src = src.replace("import numpy as np\n", "import numpy as np\n" + TSC, 1)
     steps = [
-        ("def users_targets(\n    u0,", "def users_targets_cyc(\n    cyc, u0,"),
+        ("def users_targets(u0,", "def users_targets_cyc(cyc, u0,"),
         ("        m = offsets[u + 1] - s\n", "        m = offsets[u + 1] - s\n        _tp = _rdtsc()\n"),
-        ("        for ti in range(window.shape[0]):\n            c = col[ti]",
-         "        cyc[63] += _rdtsc() - _tp\n        for ti in range(window.shape[0]):\n            _tt = _rdtsc()\n"
-         "            c = col[ti]"),
+        ("        for ti in range(plan.window.shape[0]):\n            c = plan.col[ti]",
+         "        cyc[63] += _rdtsc() - _tp\n        for ti in range(plan.window.shape[0]):\n            _tt = _rdtsc()\n"
+         "            c = plan.col[ti]"),
     ]
     for old, new in steps:
         if src.count(old) != 1:
@@ -111,7 +111,11 @@ def load(package: str, config, name: str, directory: Path):
     and that package's ``engines.cpu`` with its driver lookup pointed at it."""
     cpu = importlib.import_module(f"{package}.engines.cpu")
     drv = importlib.import_module(f"{package}.engines.cpu.driver")
-    shape = drv.driver_shape(cpu.compile_plan(config), config.timezone == "UTC")
+    try:  # the range path's plans (SPEC v2) from 2026-12-03 17:00 on
+        plan = cpu.compile_plan(config, ranges=True)
+    except TypeError:
+        plan = cpu.compile_plan(config)
+    shape = drv.driver_shape(plan, config.timezone == "UTC")
     path = directory / f"{name}.py"
     path.write_text(instrument(drv.driver_source(shape)), encoding="utf-8")
     sys.path.insert(0, str(directory))

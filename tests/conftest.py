@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from gpu_targets import engines, generate, load_config
+from gpu_targets.spec import Derived
 
 # --------------------------------------------------------------------------- hypothesis
 
@@ -101,7 +102,7 @@ RTOL_STD = 1e-4
 def std_columns(config) -> set[str]:
     """Output columns of the config's ``std`` targets (compared with ``RTOL_STD``)."""
     cfg = load_config(config)
-    return {c for t in cfg.targets if t.agg == "std" for c in t.output_columns}
+    return {c for t in cfg.aggregated if t.agg == "std" for c in t.output_columns}
 
 
 def assert_close(actual, expected, *, rtol: float = RTOL, label: str = "") -> None:
@@ -116,8 +117,8 @@ def assert_close(actual, expected, *, rtol: float = RTOL, label: str = "") -> No
     a_nan, e_nan = np.isnan(a), np.isnan(e)
     both = ~a_nan & ~e_nan
     ok = (a_nan == e_nan)
-    with np.errstate(invalid="ignore"):
-        ok[both] = np.abs(a[both] - e[both]) <= rtol * np.maximum(1.0, np.abs(e[both]))
+    with np.errstate(invalid="ignore"):  # equal infinities are equal (their difference is NaN)
+        ok[both] = (a[both] == e[both]) | (np.abs(a[both] - e[both]) <= rtol * np.maximum(1.0, np.abs(e[both])))
     if not ok.all():
         bad = np.flatnonzero(~ok)
         rows = ", ".join(f"row {i}: got {a[i]!r}, expected {e[i]!r}" for i in bad[:8])
@@ -157,13 +158,28 @@ def assert_matches_reference(frame: pd.DataFrame, config, backend: str) -> pd.Da
         got[list(frame.columns)], ref[list(frame.columns)], check_exact=True
     )
     stds = std_columns(cfg)
+    derived = {t.name: t for t in cfg.targets if isinstance(t, Derived)}
     for c in targets:
         assert got[c].dtype == np.float32, f"{backend}: column {c} has dtype {got[c].dtype}"
+        if c in derived:  # its inputs are checked against the reference; it must follow from them
+            assert_close(got[c].to_numpy(), _derived_value(derived[c], got), rtol=1e-6,
+                         label=f"{backend}: derived column {c!r} from its own inputs")
+            assert_close(_derived_value(derived[c], ref), ref[c].to_numpy(), rtol=1e-6,
+                         label=f"reference: derived column {c!r} from its own inputs")
+            continue
         assert_close(
             got[c].to_numpy(), ref[c].to_numpy(), rtol=RTOL_STD if c in stds else RTOL,
             label=f"{backend} vs reference, column {c!r}",
         )
     return ref
+
+
+def _derived_value(t, frame: pd.DataFrame) -> np.ndarray:
+    """SPEC.md 2.4 written out: the derived target from the frame's float32 input columns."""
+    x = [frame[c].to_numpy(np.float64) for c in t.of]
+    with np.errstate(all="ignore"):
+        r = x[0] / x[1] if t.derive == "ratio" else sum(c * v for c, v in zip(t.coefficients, x))
+        return np.where(np.isfinite(r), r, t.fill).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- progress

@@ -115,6 +115,22 @@ def test_every_aggregation_for_each_window(window):
 
 
 @_cuda
+def test_derived_targets_and_the_v2_targets_it_refuses():
+    """Derived targets (SPEC 2.4) over the kernels' float32 outputs, on the device
+    (engines/derive.py with CuPy as xp); any other SPEC v2 target is a ConfigError naming
+    it (the kernels compute version 1 targets: issue 16)."""
+    from gpu_targets.spec import ConfigError
+
+    targets = [T("s", "sum", WINDOWS["expanding"]), T("c", "count", WINDOWS["next"], mcc=[5411]),
+               {"name": "r", "derive": "ratio", "of": ["s", "c"]},
+               {"name": "l", "derive": "linear", "of": ["s", "c"], "coef": [2.0, -1.0], "fill": -1.0}]
+    assert_matches_reference(_frame(seed=4), {"time_unit": "D", "targets": targets}, "cuda")
+    with pytest.raises(ConfigError, match=r"target 'p'\): mode previous: SPEC v2"):
+        generate(_frame(seed=4), {"time_unit": "D", "targets": [
+            T("p", "sum", {"period": "day", "mode": "previous"})]}, backend="cuda")
+
+
+@_cuda
 @pytest.mark.parametrize("period", ["hour", "day", "week", "month", "quarter", "year"])
 def test_every_period(period):
     df = _frame(n_users=1, rows=20, seed=2)

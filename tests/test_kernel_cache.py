@@ -174,7 +174,7 @@ def test_a_driver_compiles_only_the_kernels_its_config_uses():
     for absent in ("_sliding_", "_compact", "_topk", "_local_runs(", "argsort", "_period_moments_runs"):
         assert absent not in calls, absent
     seed20 = gpu_targets.load_config(Path(__file__).resolve().parents[1] / "configs" / "seed20.yaml")
-    utc, ids = cpu_driver.driver_shape(cpu.compile_plan(seed20), seed20.timezone == "UTC")
+    utc, ids, _ = cpu_driver.driver_shape(cpu.compile_plan(seed20), seed20.timezone == "UTC")
     names = [(cpu_driver.PERIOD_KERNELS + cpu_driver.SLIDING_KERNELS)[i] for i in ids]
     assert len(names) == 7 and "_sliding_topk" not in names
     assert cpu.compile_seconds(seed20) > cpu.compile_seconds(gpu_targets.load_config(DAILY))

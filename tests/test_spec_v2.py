@@ -2,9 +2,9 @@
 for ``where:``/``value:``, and the reference engine on hand-written cases for every
 v2 row (values worked out by hand from SPEC.md's tables, not by running the engine).
 
-The cpu and cuda kernels compute version 1 targets only so far (issue 16); they refuse a
-v2 target with a ConfigError naming it, and compute derived targets (a post-pass shared
-by every engine) over version 1 targets.
+Every hand case runs on the reference and the cpu engine (its range path, engines/cpu/
+ranges.py). The cuda kernels compute version 1 targets and derived ones only so far
+(issue 16): they refuse any other v2 target with a ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,17 @@ import pandas as pd
 import pytest
 
 import gpu_targets
-from gpu_targets import engines
 from gpu_targets.spec import ConfigError, load_config
 from gpu_targets.transactions import DataError
 
 DAY = 86_400
 NAN = float("nan")
+
+
+@pytest.fixture(params=["reference", "cpu"])
+def v2_backend(request) -> str:
+    """The engines that compute every SPEC v2 row."""
+    return request.param
 
 
 def _run(rows, targets, backend="reference", **config):
@@ -43,7 +48,7 @@ def _eq(got, want):
 
 
 # --------------------------------------------------------------------------- windows
-def test_periods_n_and_previous_on_day_boundaries():
+def test_periods_n_and_previous_on_day_boundaries(v2_backend):
     # days 0, 0, 1, 3, 4; amounts 1, 2, 4, 8, 16
     rows = _tx([0, 0, 1, 3, 4], [1.0, 2.0, 4.0, 8.0, 16.0])
     got = _run(rows, [
@@ -52,7 +57,7 @@ def test_periods_n_and_previous_on_day_boundaries():
         {"name": "next2", "agg": "sum", "window": {"period": "day", "mode": "next", "periods": 2}},
         {"name": "prev1", "agg": "sum", "window": {"period": "day", "mode": "previous"}},
         {"name": "prev2", "agg": "sum", "window": {"period": "day", "mode": "previous", "periods": 2}},
-    ])
+    ], backend=v2_backend)
     _eq(got["exp2"], [1, 3, 7, 8, 24])  # days (d-1, d], up to the row itself
     _eq(got["full2"], [3, 3, 7, 8, 24])
     _eq(got["next2"], [4, 4, 8, 16, 0])  # days (d, d + 2]
@@ -60,54 +65,54 @@ def test_periods_n_and_previous_on_day_boundaries():
     _eq(got["prev2"], [0, 0, 3, 4, 8])  # days [d - 2, d)
 
 
-def test_previous_month_calendar():
+def test_previous_month_calendar(v2_backend):
     rows = _tx([0, 30, 31, 59, 60], [1.0, 2.0, 4.0, 8.0, 16.0])  # Jan 1, Jan 31, Feb 1, Mar 1, Mar 2 (1970)
-    got = _run(rows, [{"name": "p", "agg": "sum", "window": {"period": "month", "mode": "previous"}}])
+    got = _run(rows, [{"name": "p", "agg": "sum", "window": {"period": "month", "mode": "previous"}}], backend=v2_backend)
     _eq(got["p"], [0, 0, 3, 4, 4])
 
 
-def test_duration_offsets_both_directions():
+def test_duration_offsets_both_directions(v2_backend):
     rows = _tx([0, 1, 2, 3, 5], [1.0, 2.0, 4.0, 8.0, 16.0])
     got = _run(rows, [
         {"name": "tr", "agg": "sum", "window": {"duration": "2d", "mode": "trailing", "offset": "1d"}},
         {"name": "tr0", "agg": "sum", "window": {"duration": "2d", "mode": "trailing", "offset": "0s"}},
         {"name": "fw", "agg": "sum", "window": {"duration": "2d", "mode": "forward", "offset": "1d"}},
-    ])
+    ], backend=v2_backend)
     _eq(got["tr"], [0, 1, 3, 6, 8])  # (t - 3d, t - 1d]
     _eq(got["tr0"], [1, 3, 6, 12, 16])  # offset 0s: version 1's trailing window (t - 2d, t]
     _eq(got["fw"], [12, 8, 16, 16, 0])  # (t + 1d, t + 3d]
 
 
-def test_trailing_offset_window_includes_later_tied_rows():
+def test_trailing_offset_window_includes_later_tied_rows(v2_backend):
     """With G > 0 the bound is on time only: a row tied with t - G counts whatever its
     position (SPEC.md 2.1: pos(j) <= pos(i) only when G = 0)."""
     rows = _tx([0, 1, 1], [1.0, 2.0, 4.0])
-    got = _run(rows, [{"name": "g", "agg": "sum", "window": {"duration": "1d", "mode": "trailing", "offset": "1d"}}])
+    got = _run(rows, [{"name": "g", "agg": "sum", "window": {"duration": "1d", "mode": "trailing", "offset": "1d"}}], backend=v2_backend)
     _eq(got["g"], [0, 1, 1])
 
 
-def test_rows_windows_at_the_first_and_last_transactions():
+def test_rows_windows_at_the_first_and_last_transactions(v2_backend):
     rows = _tx([0, 0, 1, 2, 3], [1.0, 2.0, 4.0, 8.0, 16.0])
     got = _run(rows, [
         {"name": "t2", "agg": "sum", "window": {"rows": 2, "mode": "trailing"}},
         {"name": "t2k1", "agg": "sum", "window": {"rows": 2, "mode": "trailing", "offset": 1}},
         {"name": "f1", "agg": "first", "fill": NAN, "window": {"rows": 1, "mode": "forward"}},
         {"name": "f2k1", "agg": "sum", "window": {"rows": 2, "mode": "forward", "offset": 1}},
-    ])
+    ], backend=v2_backend)
     _eq(got["t2"], [1, 3, 6, 12, 24])
     _eq(got["t2k1"], [0, 1, 3, 6, 12])
     _eq(got["f1"], [2, 4, 8, 16, NAN])  # tied rows: the next in (time, input row) order
     _eq(got["f2k1"], [12, 24, 16, 0, 0])
 
 
-def test_rows_window_takes_n_rows_then_filters():
+def test_rows_window_takes_n_rows_then_filters(v2_backend):
     rows = _tx([0, 1, 2, 3], [1.0, 2.0, 4.0, 8.0], [5411, 4814, 4814, 5411])
-    got = _run(rows, [{"name": "g", "agg": "count", "mcc": [5411], "window": {"rows": 2, "mode": "trailing"}}])
+    got = _run(rows, [{"name": "g", "agg": "count", "mcc": [5411], "window": {"rows": 2, "mode": "trailing"}}], backend=v2_backend)
     _eq(got["g"], [1, 1, 0, 1])
 
 
 # --------------------------------------------------------------------------- aggregations
-def test_first_last_median_quantile():
+def test_first_last_median_quantile(v2_backend):
     rows = _tx([0, 1, 2, 3], [4.0, 1.0, 3.0, 2.0])
     got = _run(rows, [
         {"name": "first", "agg": "first", "window": {"period": "year", "mode": "expanding"}},
@@ -116,7 +121,7 @@ def test_first_last_median_quantile():
         {"name": "q0", "agg": "quantile", "q": 0.0, "window": {"period": "year", "mode": "expanding"}},
         {"name": "q1", "agg": "quantile", "q": 1.0, "window": {"period": "year", "mode": "expanding"}},
         {"name": "q25", "agg": "quantile", "q": 0.25, "window": {"period": "year", "mode": "expanding"}},
-    ])
+    ], backend=v2_backend)
     _eq(got["first"], [4, 4, 4, 4])
     _eq(got["last"], [2, 2, 2, 2])
     _eq(got["med"], [4, 2.5, 3, 2.5])  # even counts: the mean of the two middle values
@@ -126,35 +131,35 @@ def test_first_last_median_quantile():
     _eq(got["q25"], [4, 1.75, 2, 1.75])
 
 
-def test_quantile_matches_numpy_on_random_windows():
+def test_quantile_matches_numpy_on_random_windows(v2_backend):
     rng = np.random.default_rng(3)
     amounts = rng.normal(size=30).round(3)
     rows = _tx(list(range(30)), amounts.tolist())
-    got = _run(rows, [{"name": "q", "agg": "quantile", "q": 0.9, "window": {"rows": 7, "mode": "trailing"}}])
+    got = _run(rows, [{"name": "q", "agg": "quantile", "q": 0.9, "window": {"rows": 7, "mode": "trailing"}}], backend=v2_backend)
     want = [np.quantile(amounts[max(0, i - 6): i + 1], 0.9) for i in range(30)]
     _eq(got["q"], want)
 
 
-def test_nunique_counts_minus_zero_as_zero_and_ignores_nan():
+def test_nunique_counts_minus_zero_as_zero_and_ignores_nan(v2_backend):
     rows = _tx([0, 1, 2, 3, 4], [0.0, -0.0, NAN, 5.0, 5.0])
-    got = _run(rows, [{"name": "n", "agg": "nunique", "window": {"period": "year", "mode": "expanding"}}])
+    got = _run(rows, [{"name": "n", "agg": "nunique", "window": {"period": "year", "mode": "expanding"}}], backend=v2_backend)
     _eq(got["n"], [1, 1, 1, 2, 2])
 
 
-def test_time_to_next_and_since_last_in_seconds_and_censored():
+def test_time_to_next_and_since_last_in_seconds_and_censored(v2_backend):
     rows = _tx([0, 1, 1, 4], [1.0, 2.0, 3.0, 4.0], [6011, 5411, 6011, 6011])
     got = _run(rows, [
         {"name": "to_atm", "agg": "time_to_next", "mcc": [6011], "window": {"duration": "2d", "mode": "forward"}},
         {"name": "since_atm", "agg": "time_since_last", "mcc": [6011], "window": {"duration": "3d", "mode": "trailing"}},
         {"name": "since_any", "agg": "time_since_last", "window": {"period": "year", "mode": "expanding"}},
-    ])
+    ], backend=v2_backend)
     _eq(got["to_atm"], [DAY, NAN, NAN, NAN])  # the tied ATM row at day 1 is not strictly later for row 2
     _eq(got["since_atm"], [NAN, DAY, DAY, NAN])  # i itself is not "the last"; (day 1, day 4] holds only i
     _eq(got["since_any"], [NAN, DAY, 0, 3 * DAY])  # a tied earlier row: 0 s
 
 
 # --------------------------------------------------------------------------- where and value
-def test_where_on_any_column_with_nulls_failing_every_condition():
+def test_where_on_any_column_with_nulls_failing_every_condition(v2_backend):
     rows = _tx([0, 1, 2, 3, 4], [10.0, -20.0, 30.0, -40.0, 50.0],
                tr_type=pd.array([2010, 2011, None, 1010, 2010], dtype="Int64"),
                city=["a", None, "b", "a", "c"])
@@ -169,7 +174,7 @@ def test_where_on_any_column_with_nulls_failing_every_condition():
          "window": {"period": "year", "mode": "full"}},
         {"name": "both", "agg": "count", "where": [{"column": "city", "eq": "a"}, {"column": "amount", "gt": 0}],
          "window": {"period": "year", "mode": "full"}},
-    ])
+    ], backend=v2_backend)
     _eq(got["in"], [3] * 5)
     _eq(got["not_in"], [2] * 5)  # the null tr_type fails not_in too
     _eq(got["ne_str"], [2] * 5)  # "b", "c": the null city fails ne
@@ -177,19 +182,19 @@ def test_where_on_any_column_with_nulls_failing_every_condition():
     _eq(got["both"], [1] * 5)
 
 
-def test_where_and_nunique_on_ids_above_2_53_are_exact():
+def test_where_and_nunique_on_ids_above_2_53_are_exact(v2_backend):
     big = 2**60
     rows = _tx([0, 1, 2], [1.0, 2.0, 4.0], term=pd.array([big, big + 1, big + 1], dtype="Int64"))
     got = _run(rows, [
         {"name": "eq", "agg": "sum", "where": [{"column": "term", "eq": big + 1}],
          "window": {"period": "year", "mode": "full"}},
         {"name": "n", "agg": "nunique", "value": "term", "window": {"period": "year", "mode": "expanding"}},
-    ])
+    ], backend=v2_backend)
     _eq(got["eq"], [6, 6, 6])
     _eq(got["n"], [1, 2, 2])
 
 
-def test_value_column_strings_booleans_and_nan():
+def test_value_column_strings_booleans_and_nan(v2_backend):
     rows = _tx([0, 1, 2, 3], [1.0, 2.0, 3.0, 4.0], city=["a", None, "b", "a"], flag=[True, False, True, True],
                score=[1.5, NAN, -2.0, 4.0])
     got = _run(rows, [
@@ -197,29 +202,29 @@ def test_value_column_strings_booleans_and_nan():
         {"name": "n_city", "agg": "count", "value": "city", "window": {"period": "year", "mode": "full"}},
         {"name": "flags", "agg": "sum", "value": "flag", "window": {"period": "year", "mode": "full"}},
         {"name": "score_mean", "agg": "mean", "value": "score", "abs": True, "window": {"period": "year", "mode": "full"}},
-    ])
+    ], backend=v2_backend)
     _eq(got["cities"], [1, 1, 2, 2])
     _eq(got["n_city"], [3] * 4)  # a null value is not in V
     _eq(got["flags"], [3] * 4)
     _eq(got["score_mean"], [2.5] * 4)  # (1.5 + 2 + 4) / 3
 
 
-def test_missing_where_or_value_column_is_a_data_error_naming_target_and_column():
+def test_missing_where_or_value_column_is_a_data_error_naming_target_and_column(v2_backend):
     rows = _tx([0, 1], [1.0, 2.0])
     with pytest.raises(DataError, match=r"target 'x': where column 'tr_type' is not in the input"):
         _run(rows, [{"name": "x", "agg": "count", "where": [{"column": "tr_type", "eq": 1}],
-                     "window": {"rows": 1, "mode": "trailing"}}])
+                     "window": {"rows": 1, "mode": "trailing"}}], backend=v2_backend)
     with pytest.raises(DataError, match=r"target 'y': value column 'term' is not in the input"):
-        _run(rows, [{"name": "y", "agg": "nunique", "value": "term", "window": {"rows": 1, "mode": "trailing"}}])
+        _run(rows, [{"name": "y", "agg": "nunique", "value": "term", "window": {"rows": 1, "mode": "trailing"}}], backend=v2_backend)
 
 
-def test_a_string_value_column_feeds_count_any_nunique_only():
+def test_a_string_value_column_feeds_count_any_nunique_only(v2_backend):
     rows = _tx([0, 1], [1.0, 2.0], city=["a", "b"])
     with pytest.raises(DataError, match=r"target 's': value column 'city' holds .*sum needs numbers"):
-        _run(rows, [{"name": "s", "agg": "sum", "value": "city", "window": {"rows": 1, "mode": "trailing"}}])
+        _run(rows, [{"name": "s", "agg": "sum", "value": "city", "window": {"rows": 1, "mode": "trailing"}}], backend=v2_backend)
     with pytest.raises(DataError, match=r"target 'g': where gt compares numbers, and column 'city'"):
         _run(rows, [{"name": "g", "agg": "count", "where": [{"column": "city", "gt": 1}],
-                     "window": {"rows": 1, "mode": "trailing"}}])
+                     "window": {"rows": 1, "mode": "trailing"}}], backend=v2_backend)
 
 
 # --------------------------------------------------------------------------- derived targets
@@ -286,17 +291,24 @@ def test_version_1_configs_are_unchanged_and_time_fills_default_to_nan():
                                      "window": {"rows": 1, "mode": "forward"}}]}).targets[0].fill == -1
 
 
-def test_the_kernel_engines_name_the_v2_target_they_do_not_compute_yet():
-    rows = pd.DataFrame({"user_id": [1, 1], "timestamp": [0, 1], "amount": [1.0, 2.0], "mcc": [1, 2]})
-    cfg = {"time_unit": "D", "targets": [
+def test_the_cuda_plan_names_the_v2_target_it_does_not_compute_yet():
+    """The cuda engine compiles its plan without the range path: a v2 target is a
+    ConfigError naming it (tests/test_cuda_sim.py runs the engine itself)."""
+    from gpu_targets.engines.plan import compile_plan
+
+    cfg = load_config({"targets": [
         {"name": "ok", "agg": "sum", "window": {"period": "day", "mode": "expanding"}},
-        {"name": "med", "agg": "median", "window": {"rows": 2, "mode": "trailing"}}]}
+        {"name": "med", "agg": "median", "window": {"rows": 2, "mode": "trailing"}},
+        {"name": "r", "derive": "ratio", "of": ["ok", "ok"]}]})
     with pytest.raises(ConfigError, match=r"targets\[1\] \(target 'med'\): agg median, a rows window: SPEC v2"):
-        gpu_targets.generate(rows, cfg, backend="cpu")
-    assert "cuda" in engines.available()
+        compile_plan(cfg)
+    plan = compile_plan(load_config({"targets": [cfg.targets[0].model_dump(exclude_none=True),
+                                                 {"name": "r", "derive": "ratio", "of": ["ok", "ok"]}]}))
+    assert plan.n_columns == 2 and len(plan.window) == 1  # the derived column keeps its place
+    assert compile_plan(cfg, ranges=True).ranged.tolist() == [False, True]
 
 
-def test_where_and_value_columns_reach_the_format_adapters_and_composite_users():
+def test_where_and_value_columns_reach_the_format_adapters_and_composite_users(v2_backend):
     """sdsj2016's adapter and a composite user build their own role frames: the columns
     where:/value: read come along (tr_type filters, distinct terminals)."""
     sdsj = pd.DataFrame({"customer_id": [7, 7, 7], "tr_datetime": ["0 10:00:00", "0 11:00:00", "1 09:00:00"],
@@ -306,12 +318,12 @@ def test_where_and_value_columns_reach_the_format_adapters_and_composite_users()
         {"name": "cash", "agg": "sum", "where": [{"column": "tr_type", "in": [2010, 2011]}],
          "window": {"period": "year", "mode": "full"}},
         {"name": "terms", "agg": "nunique", "value": "term_id", "window": {"period": "year", "mode": "expanding"}}]
-    out = gpu_targets.generate(sdsj, {"format": "sdsj2016", "targets": targets}, backend="reference")
+    out = gpu_targets.generate(sdsj, {"format": "sdsj2016", "targets": targets}, backend=v2_backend)
     _eq(out["cash"], [-120, -120, -120])
     _eq(out["terms"], [1, 2, 2])
     composite = pd.DataFrame({"client": [1, 1, 1], "card": [2, 2, 3], "timestamp": [0, 1, 2],
                               "amount": [1.0, 2.0, 4.0], "mcc": [1, 1, 1], "tr_type": [1, 2, 1]})
     out = gpu_targets.generate(composite, {"time_unit": "D", "columns": {"user": ["client", "card"]}, "targets": [
         {"name": "n", "agg": "count", "where": [{"column": "tr_type", "eq": 1}],
-         "window": {"period": "year", "mode": "full"}}]}, backend="reference")
+         "window": {"period": "year", "mode": "full"}}]}, backend=v2_backend)
     _eq(out["n"], [1, 1, 1])

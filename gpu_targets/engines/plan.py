@@ -15,12 +15,18 @@ import numpy as np
 from ..calendar import PERIOD_CODES
 from ..spec import AGGREGATIONS, MAX_FILTERS, Config, ConfigError, Derived, Target
 
+# window modes (PREVIOUS: SPEC v2, taken by the range path only)
+EXPANDING, FULL, NEXT, TRAILING, FORWARD, PREVIOUS = range(6)
+WINDOW_CODES = {"expanding": EXPANDING, "full": FULL, "next": NEXT, "trailing": TRAILING, "forward": FORWARD,
+                "previous": PREVIOUS}
 # window kinds
-EXPANDING, FULL, NEXT, TRAILING, FORWARD = range(5)
-WINDOW_CODES = {"expanding": EXPANDING, "full": FULL, "next": NEXT, "trailing": TRAILING, "forward": FORWARD}
-# aggregations
-COUNT, SUM, MEAN, MIN, MAX, STD, ANY, TOPK = range(8)
-AGG_CODES = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "std": STD, "any": ANY, "topk": TOPK}
+WK_PERIOD, WK_DURATION, WK_ROWS = range(3)
+WINDOW_KINDS = {"period": WK_PERIOD, "duration": WK_DURATION, "rows": WK_ROWS}
+# aggregations (FIRST .. TIME_SINCE_LAST: SPEC v2)
+COUNT, SUM, MEAN, MIN, MAX, STD, ANY, TOPK, FIRST, LAST, NUNIQUE, MEDIAN, QUANTILE, TIME_TO_NEXT, TIME_SINCE_LAST = range(15)
+AGG_CODES = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "std": STD, "any": ANY, "topk": TOPK,
+             "first": FIRST, "last": LAST, "nunique": NUNIQUE, "median": MEDIAN, "quantile": QUANTILE,
+             "time_to_next": TIME_TO_NEXT, "time_since_last": TIME_SINCE_LAST}
 
 N_MCC = 10000
 
@@ -45,6 +51,14 @@ class Plan:
     mcc_bits : uint64 [10000]  bit f set when MCC passes filter f's mcc list (or f has none)
     sign_bits : uint64 [3]     filters allowed for amount < 0, == 0, > 0
     n_columns : int
+    ranged : bool [T]          [v2] the target takes the range path (any SPEC v2 key): its window is
+                               ``wkind`` with ``nwin`` (N periods, D ns, or N rows) and ``offset`` (G ns
+                               or K rows), its values ``vcol`` (-1: the amount), its where mask ``wmask``
+    wkind : int64 [T]          WK_PERIOD, WK_DURATION or WK_ROWS
+    nwin, offset : int64 [T]
+    q : float64 [T]            quantile (0.5 for a median)
+    vcol, wmask : int64 [T]    indices into ``value_keys`` / ``mask_keys`` (-1: none)
+    value_keys, mask_keys :    :func:`gpu_targets.where.value_key` / ``filter_key`` of each array, in order
     """
 
     window: np.ndarray
@@ -62,6 +76,15 @@ class Plan:
     nomcc_bits: np.uint64
     n_columns: int
     window_key: np.ndarray
+    ranged: np.ndarray = None
+    wkind: np.ndarray = None
+    nwin: np.ndarray = None
+    offset: np.ndarray = None
+    q: np.ndarray = None
+    vcol: np.ndarray = None
+    wmask: np.ndarray = None
+    value_keys: tuple = ()
+    mask_keys: tuple = ()
 
 
 def v2_features(t: Target) -> str:
@@ -85,35 +108,57 @@ def v2_features(t: Target) -> str:
     return ", ".join(used)
 
 
-def compile_plan(config: Config) -> Plan:
+def compile_plan(config: Config, *, ranges: bool = False) -> Plan:
     """Compile a config's targets into a :class:`Plan`.
 
     Derived targets (SPEC.md 2.4) take no place in the plan (the engine fills their
     columns from the others afterwards: :func:`.derive.apply_derived`); the output
     columns of the others keep their config positions (``col``).
 
+    ``ranges``: the engine computes SPEC v2 targets on its range path (the cpu engine);
+    they come last in execution order.
+
     Raises
     ------
     ConfigError
-        A target uses a SPEC v2 window, aggregation, ``where:`` or ``value:``: the
-        kernels compute version 1 targets (the ``reference`` engine computes every one).
+        Without ``ranges``, a target uses a SPEC v2 window, aggregation, ``where:`` or
+        ``value:`` (the cuda kernels compute version 1 targets; the ``reference`` engine
+        computes every one).
     ValueError
         More than 64 distinct (mcc, sign) filters (split the config).
     """
+    from ..where import filter_key, value_key
+
     targets = []
     filters: dict[tuple, int] = {}
     period_codes: list[int] = []
     window, param, slot, agg, k, fbit, absval, fill, col = ([] for _ in range(9))
+    ranged, wkind, nwin, offset, q, vcol, wmask = ([] for _ in range(7))
+    value_keys: list = []
+    mask_keys: list = []
     c = 0
     for i, t in enumerate(config.targets):
         if isinstance(t, Derived):
             c += 1
             continue
-        if not t.is_v1:
+        if not t.is_v1 and not ranges:
             raise ConfigError(f"targets[{i}] (target {t.name!r})",
-                              f"{v2_features(t)}: SPEC v2, computed by the reference engine only so far; "
-                              "use backend='reference' (--backend reference) for this config")
+                              f"{v2_features(t)}: SPEC v2, computed by the reference and cpu engines only so far; "
+                              "use backend='cpu' or 'reference' for this config")
         targets.append(t)
+        w = t.window
+        ranged.append(not t.is_v1)
+        wkind.append(WINDOW_KINDS[w.kind])
+        nwin.append(w.n_periods if w.kind == "period" else (w.duration_ns if w.kind == "duration" else w.rows))
+        offset.append(w.offset_ns if w.kind == "duration" else w.offset_rows)
+        q.append(0.5 if t.agg == "median" else (t.q if t.q is not None else 0.0))
+        vk, fk = value_key(t), filter_key(t)
+        if vk is not None and vk not in value_keys:
+            value_keys.append(vk)
+        if fk is not None and fk not in mask_keys:
+            mask_keys.append(fk)
+        vcol.append(-1 if vk is None else value_keys.index(vk))
+        wmask.append(-1 if fk is None else mask_keys.index(fk))
         key = (t.mcc_codes, t.sign)
         if key not in filters:
             if len(filters) == MAX_FILTERS:
@@ -127,8 +172,11 @@ def compile_plan(config: Config) -> Plan:
                 period_codes.append(code)
             param.append(code)
             slot.append(period_codes.index(code))
-        else:
+        elif w.kind == "duration":
             param.append(w.duration_ns)
+            slot.append(-1)
+        else:
+            param.append(w.rows)
             slot.append(-1)
         agg.append(AGG_CODES[t.agg])
         k.append(t.k or 1)
@@ -140,17 +188,23 @@ def compile_plan(config: Config) -> Plan:
 
     # execution order: period windows first, then duration windows with equal filters and
     # equal (duration, mode) side by side, so the kernels compute V and W(i) once for them
+    # (SPEC v2 targets last: the range path)
     n = len(targets)
-    run = sorted(range(n), key=lambda i: (window[i] > NEXT, fbit[i], param[i] if window[i] > NEXT else 0, window[i], i))
+
+    def duration(i):
+        return wkind[i] == WK_DURATION and not ranged[i]
+
+    run = sorted(range(n), key=lambda i: (ranged[i], duration(i), fbit[i], param[i] if duration(i) else 0, window[i], i))
     window_keys: dict[tuple, int] = {}
     window_key = []
     for i in run:
-        if window[i] > NEXT:
+        if duration(i):
             window_key.append(window_keys.setdefault((fbit[i], param[i], window[i]), len(window_keys)))
         else:
             window_key.append(-1)
-    window, param, slot, agg, k, fbit, absval, fill, col = (
-        [v[i] for i in run] for v in (window, param, slot, agg, k, fbit, absval, fill, col)
+    window, param, slot, agg, k, fbit, absval, fill, col, ranged, wkind, nwin, offset, q, vcol, wmask = (
+        [v[i] for i in run]
+        for v in (window, param, slot, agg, k, fbit, absval, fill, col, ranged, wkind, nwin, offset, q, vcol, wmask)
     )
 
     mcc_bits = np.zeros(N_MCC, dtype=np.uint64)
@@ -185,4 +239,13 @@ def compile_plan(config: Config) -> Plan:
         nomcc_bits=np.uint64(nomcc),
         n_columns=c,
         window_key=np.asarray(window_key, dtype=np.int64),
+        ranged=np.asarray(ranged, dtype=np.bool_),
+        wkind=np.asarray(wkind, dtype=np.int64),
+        nwin=np.asarray(nwin, dtype=np.int64),
+        offset=np.asarray(offset, dtype=np.int64),
+        q=np.asarray(q, dtype=np.float64),
+        vcol=np.asarray(vcol, dtype=np.int64),
+        wmask=np.asarray(wmask, dtype=np.int64),
+        value_keys=tuple(value_keys),
+        mask_keys=tuple(mask_keys),
     )

@@ -7,7 +7,9 @@ This module: :func:`compute` (grouping, output memory, the threads over users).
 users, calling only the kernels the config uses; the kernels live in :mod:`.runs`
 (filter bits and calendar runs), :mod:`.periods` (expanding / full / next windows),
 :mod:`.topk`, :mod:`.bounds` (duration windows: V and W(i)), :mod:`.sliding`
-(aggregations over W(i)) and :mod:`.intrinsics` (raw LLVM).
+(aggregations over W(i)), :mod:`.ranges` (SPEC v2 targets: every window a range of
+rows, V compacted per target) and :mod:`.intrinsics` (raw LLVM); :mod:`.records`
+names the driver's arguments.
 
 Layout of the work
 ------------------
@@ -68,7 +70,7 @@ from ...transactions import Transactions
 from ..elementwise import row_filter_bits
 from ..grouping import group_users, readonly as _ro
 from ..derive import apply_derived
-from ..plan import compile_plan, NEXT, Plan
+from ..plan import WK_DURATION, Plan, compile_plan
 from .driver import driver_shape, load_driver, target_kernels
 from .records import InputRows, PlanArrays
 from .runs import _NS_PER_DAY, _NS_PER_HOUR
@@ -116,7 +118,7 @@ def _ratio(period_ns: int, tick_ns: int) -> tuple[int, int]:
 
 def _driver(config: Config, plan: Plan = None):
     """The per-config driver module (:mod:`.driver`) of ``config``."""
-    plan = compile_plan(config) if plan is None else plan
+    plan = compile_plan(config, ranges=True) if plan is None else plan
     return load_driver(driver_shape(plan, config.timezone == "UTC"))
 
 
@@ -125,7 +127,7 @@ def compile_seconds(config: Config) -> int:
     2-core development machine, in whole seconds (about 10 s for one kernel, 26 s for
     seed20's seven: ``benchmarks/cold_start.py``); less when other configs already
     compiled some of the kernels."""
-    n_kernels = len(driver_shape(compile_plan(config), config.timezone == "UTC")[1])
+    n_kernels = len(driver_shape(compile_plan(config, ranges=True), config.timezone == "UTC")[1])
     return int(5 * round((7 + 2.7 * n_kernels) / 5))
 
 
@@ -216,6 +218,24 @@ def _in_threads(fn, offsets: np.ndarray, u0: int, u1: int, args: tuple) -> None:
         f.result()
 
 
+def _column_arrays(tx: Transactions, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """[v2] float64 [V, n] value arrays and uint8 [W, n] where masks, in the plan's order."""
+    n = len(tx)
+    if plan.value_keys or plan.mask_keys:
+        if tx.columns is None:
+            from ...transactions import DataError
+
+            raise DataError("these transactions were made without the where:/value: columns their targets read "
+                            "(gpu_targets.transactions.extract reads them from the input frame)")
+    values = np.empty((len(plan.value_keys), n), dtype=np.float64)
+    for j, key in enumerate(plan.value_keys):
+        values[j] = tx.columns.values[key]
+    masks = np.empty((len(plan.mask_keys), n), dtype=np.uint8)
+    for j, key in enumerate(plan.mask_keys):
+        masks[j] = tx.columns.masks[key]
+    return values, masks
+
+
 def compute(
     tx: Transactions, config: Config, progress=None, *, rows_per_batch: int = 1 << 21, out: np.ndarray = None
 ) -> np.ndarray:
@@ -241,7 +261,7 @@ def compute(
         Row ``c`` is output column ``config.output_columns[c]``, in input row order
         (``out`` when given).
     """
-    plan: Plan = compile_plan(config)
+    plan: Plan = compile_plan(config, ranges=True)
     users_targets = _driver(config, plan).users_targets
     kind = target_kernels(plan)
     kmax = np.int64(max(int(plan.k.max(initial=1)), 1))
@@ -252,19 +272,26 @@ def compute(
     local_is_utc = config.timezone == "UTC"
     time, amount, mcc = _ro(tx.time), _ro(tx.amount), _ro(tx.mcc)
     # durations in the input's own ticks when they divide exactly: no ns conversion pass
-    tfac, param = np.int64(tx.time_factor), plan.param
-    durations = plan.window > NEXT
-    if tfac != 1 and np.all(param[durations] % tfac == 0):
+    tfac, param, offset = np.int64(tx.time_factor), plan.param, plan.nwin
+    durations = plan.wkind == WK_DURATION
+    nwin, offset = plan.nwin, plan.offset
+    sec = 1e-9  # seconds per unit of the driver's times
+    if tfac != 1 and np.all(param[durations] % tfac == 0) and np.all(offset[durations] % tfac == 0):
         param = np.where(durations, param // tfac, param)
+        nwin = np.where(durations, nwin // tfac, nwin)
+        offset = np.where(durations, offset // tfac, offset)
+        sec = float(tfac) * 1e-9
         tfac = np.int64(1)
     local = time if local_is_utc else _ro(local_wall_clock_ns(tx.time_ns, config.timezone))
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
     fdense = _dense_filters(mcc, amount, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
     runp = np.array([*_ratio(_NS_PER_DAY, int(lfac)), *_ratio(_NS_PER_HOUR, int(lfac))], dtype=np.int64)
-    rows = InputRows(order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc)
+    values, masks = _column_arrays(tx, plan)
+    rows = InputRows(order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc, values, masks)
     arrays = PlanArrays(plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval, plan.fill,
                         plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,
-                        plan.nomcc_bits, kmax, runp, fdense)
+                        plan.nomcc_bits, kmax, runp, fdense, plan.ranged, plan.wkind, nwin, offset, plan.q,
+                        plan.vcol, plan.wmask, np.float64(sec))
     result = out
     if out is None:
         result = out = fresh_output((plan.n_columns, len(tx)))

@@ -41,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plan import EXPANDING, MAX, MIN, NEXT, STD, TOPK, Plan
+from ..plan import (EXPANDING, FIRST, LAST, MAX, MEDIAN, MIN, NEXT, NUNIQUE, QUANTILE, STD, TIME_SINCE_LAST,
+                    TIME_TO_NEXT, TOPK, WK_PERIOD, Plan)
 
-__all__ = ["PERIOD_KERNELS", "SLIDING_KERNELS", "target_kernels", "driver_shape", "driver_source", "load_driver", "drivers_dir"]
+__all__ = ["PERIOD_KERNELS", "SLIDING_KERNELS", "RANGE_KERNELS", "target_kernels", "driver_shape", "driver_source", "load_driver", "drivers_dir"]
 
 #: The window-and-aggregation kernels of :mod:`.cpu` a target may call, by id: the plan
 #: gives each target one (:func:`target_kernels`), a driver holds a dispatch to those
@@ -57,12 +58,28 @@ PERIOD_KERNELS = (
     "_period_topkn_target",  # top-k, k > 4
 )
 SLIDING_KERNELS = ("_sliding_moments", "_sliding_extreme", "_sliding_std", "_sliding_topk")
+#: SPEC v2 targets (:mod:`.ranges`): every window a range of rows, by aggregation family.
+RANGE_KERNELS = ("_range_moments", "_range_order", "_range_nunique", "_range_quantile")
 _N_PERIOD = len(PERIOD_KERNELS)
+_FIRST_RANGE = _N_PERIOD + len(SLIDING_KERNELS)
 #: The module of :mod:`gpu_targets.engines.cpu` holding a kernel (else ``periods`` or ``sliding``).
-_KERNEL_MODULE = {"_period_topk4_target": "topk", "_period_topkn_target": "topk", "_sliding_topk": "topk"}
+_KERNEL_MODULE = {"_period_topk4_target": "topk", "_period_topkn_target": "topk", "_sliding_topk": "topk",
+                  **{name: "ranges" for name in RANGE_KERNELS}}
 #: The package the generated code imports the kernels from (``gpu_targets``; another
 #: name for a copy, as ``benchmarks/profile_kernel.py --baseline`` makes).
 _PACKAGE = __name__.rsplit(".", 3)[0]
+
+
+def _range_kernel(agg: int) -> int:
+    if agg in (FIRST, LAST, TIME_TO_NEXT, TIME_SINCE_LAST):
+        name = "_range_order"
+    elif agg == NUNIQUE:
+        name = "_range_nunique"
+    elif agg in (MEDIAN, QUANTILE):
+        name = "_range_quantile"
+    else:
+        name = "_range_moments"
+    return _FIRST_RANGE + RANGE_KERNELS.index(name)
 
 
 def _kernel_id(window: int, agg: int, k: int) -> int:
@@ -90,14 +107,16 @@ def _kernel_id(window: int, agg: int, k: int) -> int:
 def target_kernels(plan: Plan) -> np.ndarray:
     """int64 [T]: the kernel id of each target (an index into ``PERIOD_KERNELS +
     SLIDING_KERNELS``), in plan order."""
-    ids = [_kernel_id(int(w), int(g), int(k)) for w, g, k in zip(plan.window, plan.agg, plan.k)]
+    ids = [_range_kernel(int(g)) if r else _kernel_id(int(w), int(g), int(k))
+           for w, g, k, r in zip(plan.window, plan.agg, plan.k, plan.ranged)]
     return np.array(ids, dtype=np.int64)
 
 
 def driver_shape(plan: Plan, utc: bool) -> tuple:
-    """What the generated driver depends on: ``(utc, kernel ids used)``. Configs that
-    use the same kernels share a driver."""
-    return (bool(utc), tuple(sorted({int(i) for i in target_kernels(plan)})))
+    """What the generated driver depends on: ``(utc, kernel ids used, whether a SPEC v2
+    target has a period window)``. Configs that use the same kernels share a driver."""
+    range_periods = bool(np.any(plan.ranged & (plan.wkind == WK_PERIOD)))
+    return (bool(utc), tuple(sorted({int(i) for i in target_kernels(plan)})), range_periods)
 
 
 # --------------------------------------------------------------------------- source
@@ -113,6 +132,7 @@ from {pkg}.engines.cpu.bounds import (
 )
 from {pkg}.engines.cpu.runs import _bits_and_days, _local_runs, _mono_runs, _value_runs
 {kernel_imports}
+from {pkg}.calendar import DAY
 from {pkg}.engines.grouping import is_non_decreasing as _is_non_decreasing
 from {pkg}.engines.elementwise import row_filter_bits
 
@@ -148,6 +168,7 @@ _USER_START = """\
             a[r] = rows.amount[i]
             mc[r] = rows.mcc[i]
     else:
+        user_rows = rows.order[0:0]
         traw = rows.time[s : s + m]
         lraw = traw if rows.local_is_utc else rows.local[s : s + m]
         a = rows.amount[s : s + m]
@@ -166,8 +187,8 @@ _PERIODS = """\
     day_slot = -1
     need_day = False
     for sl in range(n_slots):
-        need_day |= plan.codes[sl] >= 1
-        if plan.codes[sl] == 1:
+        need_day |= plan.codes[sl] >= DAY
+        if plan.codes[sl] == DAY:
             day_slot = sl
     nd = 0
     if mono and need_day:
@@ -206,13 +227,16 @@ _TOPK_SCRATCH = """\
     krun = np.empty((plan.kmax, m + 1), dtype=np.float64)
 """
 
-_DURATIONS = """\
+_TIMES = """\
     if rows.tfac != 1:
         t = np.empty(m, dtype=np.int64)
         for r in range(m):
             t[r] = traw[r] * rows.tfac
     else:
         t = traw
+"""
+
+_DURATIONS = """\
     # scratch of the duration windows
     vt = np.empty(m + _SENTINELS, dtype=np.int64)
     vv = np.empty(m, dtype=np.float64)
@@ -231,6 +255,43 @@ _DURATIONS = """\
     whi = hi
     last_filter = -1
     last_window = -1
+"""
+
+_RANGE_SCRATCH = """\
+    # scratch of the SPEC v2 targets (ranges.py)
+    p_rows = np.empty(m, dtype=np.int64)
+    rlo = np.empty(m, dtype=np.int64)
+    rhi = np.empty(m, dtype=np.int64)
+    rvlo = np.empty(m, dtype=np.int64)
+    rvhi = np.empty(m, dtype=np.int64)
+    rcv = np.empty(m + 1, dtype=np.int64)
+    rvv = np.empty(m, dtype=np.float64)
+    rvt = np.empty(m, dtype=np.int64)
+    rvr = np.empty(m, dtype=np.int64)
+    rin = np.empty(m, dtype=np.bool_)
+    rx = np.empty(m, dtype=np.float64)
+"""
+
+_RANGE = """\
+        if kid >= {first}:
+            # SPEC v2 target: W(r) a range of rows, V compacted for this target
+            x = _user_values(rows.values, plan.vcol[ti], a, user_rows, rows.has_order, s, rx)
+            _membership(mc, a, x, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits, plan.fbit[ti], rows.masks,
+                        plan.wmask[ti], user_rows, rows.has_order, s, rin)
+{periods}            _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, t, plan.nwin[ti], plan.offset[ti], rlo, rhi)
+            nv = _compact_v(rin, x, plan.absval[ti], t, rvv, rvt, rvr, rcv)
+            _v_ranges(rcv, rlo, rhi, rvlo, rvhi)
+{dispatch}            continue
+"""
+_RANGE_PERIODS = """\
+            if plan.wkind[ti] == {wk_period}:
+                sl = plan.slot[ti]
+{nonmono}                _period_rows(pst[sl], pnr[sl], pvl[sl], p_rows)
+"""
+_RANGE_NONMONO = """\
+                if not mono and nonmono[sl]:
+                    raise ValueError("a SPEC v2 period window where local time goes back across a period boundary "
+                                     "(a DST fall-back): the cpu engine cannot compute it; use backend reference")
 """
 
 _LOOP = """\
@@ -314,12 +375,14 @@ def _dispatch(cases: list[tuple[int, str]], indent: str) -> str:
 
 def driver_source(shape: tuple, stamp: str = "") -> str:
     """The Python source of the driver module for ``shape`` (:func:`driver_shape`)."""
-    utc, ids = shape
+    utc, ids, range_periods = shape
     period = [i for i in ids if i < _N_PERIOD]
-    sliding = [i for i in ids if i >= _N_PERIOD]
-    names = [PERIOD_KERNELS[i] for i in period] + [SLIDING_KERNELS[i - _N_PERIOD] for i in sliding]
+    sliding = [i for i in ids if _N_PERIOD <= i < _FIRST_RANGE]
+    ranged = [i for i in ids if i >= _FIRST_RANGE]
+    names = ([PERIOD_KERNELS[i] for i in period] + [SLIDING_KERNELS[i - _N_PERIOD] for i in sliding]
+             + [RANGE_KERNELS[i - _FIRST_RANGE] for i in ranged])
     parts = [_USER_START]
-    if period:
+    if period or range_periods:
         parts.append(_PERIODS.format(mono="True" if utc else "rows.local_is_utc or _is_non_decreasing(lraw)",
                                      runs=_RUNS_UTC if utc else _RUNS_LOCAL))
     else:
@@ -328,9 +391,21 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
         parts.append(_TOPK_SCRATCH)
     else:
         parts.append("    kbuf = np.empty(0, dtype=np.float64)\n    krun = np.empty((0, 0), dtype=np.float64)\n")
+    if sliding or ranged:
+        parts.append(_TIMES)
     if sliding:
         parts.append(_DURATIONS)
+    if ranged:
+        parts.append(_RANGE_SCRATCH)
     parts.append(_LOOP)
+    if ranged:
+        args = ("rvv, rvt, rvr, nv, rvlo, rvhi, t, plan.sec, plan.agg[ti], plan.q[ti], plan.k[ti], plan.fill[ti], "
+                "dst, kdst")
+        dispatch = _dispatch([(i, f"{RANGE_KERNELS[i - _FIRST_RANGE]}({args})") for i in ranged], " " * 12)
+        periods = ""
+        if range_periods:
+            periods = _RANGE_PERIODS.format(wk_period=WK_PERIOD, nonmono="" if utc else _RANGE_NONMONO)
+        parts.append(_RANGE.format(first=_FIRST_RANGE, periods=periods, dispatch=dispatch))
     if period:
         if sliding:
             parts.append(f"        if kid < {_N_PERIOD}:\n")
@@ -357,6 +432,9 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
     body = "".join("    " + line if line.strip() else line for line in body.splitlines(keepends=True))
     kernel_imports = "\n".join(f"from {_PACKAGE}.engines.cpu.{_KERNEL_MODULE.get(n, 'periods' if n.startswith('_period') else 'sliding')} import {n}"
                                for n in names)
+    if ranged:
+        kernel_imports += (f"\nfrom {_PACKAGE}.engines.cpu.ranges import (_compact_v, _membership, _period_rows, "
+                           "_row_bounds, _user_values, _v_ranges)")
     import numba
 
     from ... import __version__

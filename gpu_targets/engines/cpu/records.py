@@ -37,6 +37,10 @@ class InputRows(NamedTuple):
     amount : float64 [n]
     mcc : int32 [n]
         MCC code (-1: none).
+    values : float64 [V, n]
+        [v2] The ``value:`` arrays of the plan's ``value_keys`` (NaN: null); [0, n] without.
+    masks : uint8 [W, n]
+        [v2] The ``where:`` masks of the plan's ``mask_keys``; [0, n] without.
     """
 
     order: np.ndarray
@@ -48,6 +52,8 @@ class InputRows(NamedTuple):
     local_is_utc: bool
     amount: np.ndarray
     mcc: np.ndarray
+    values: np.ndarray
+    masks: np.ndarray
 
 
 class PlanArrays(NamedTuple):
@@ -69,6 +75,11 @@ class PlanArrays(NamedTuple):
         ``floor(tick * num / den)``.
     fdense : bool [64]
         Filter bit f passes more than 5% of the sampled rows (branch-free loops).
+    ranged, wkind, nwin, offset, q, vcol, wmask :
+        [v2] The plan's arrays of the range path (``nwin`` and ``offset`` of duration
+        windows in ``InputRows.tfac`` ticks).
+    sec : float64
+        Seconds per unit of the driver's times ``t`` (``time_to_next``, ``time_since_last``).
     """
 
     window: np.ndarray
@@ -89,3 +100,11 @@ class PlanArrays(NamedTuple):
     kmax: np.int64
     runp: np.ndarray
     fdense: np.ndarray
+    ranged: np.ndarray
+    wkind: np.ndarray
+    nwin: np.ndarray
+    offset: np.ndarray
+    q: np.ndarray
+    vcol: np.ndarray
+    wmask: np.ndarray
+    sec: np.float64

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...calendar import period_index, period_of_day
+from ...calendar import DAY, HOUR, period_index, period_of_day
 from ..grouping import is_non_decreasing as _is_non_decreasing
 
 
@@ -193,9 +193,9 @@ def _mono_runs(lraw, codes, runp, ds, dv, nd, pst, pvl, pnr):
     """
     for s in range(codes.shape[0]):
         code = codes[s]
-        if code == 0:
+        if code == HOUR:
             pnr[s] = _tick_runs(lraw, runp[2], runp[3], pst[s], pvl[s])
-        elif code == 1:
+        elif code == DAY:
             pnr[s] = nd
         else:
             pnr[s] = _coarsen_runs(ds, dv, nd, code, pst[s], pvl[s])

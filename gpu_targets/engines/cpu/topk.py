@@ -118,6 +118,29 @@ def _period_topkn_target(starts, vals, nr, isnew, bits, f, a, absf, mode, agg, k
             _fill_runs(starts, vals, nr, krun[j], mode, fill, kres[j])
 
 
+@njit(cache=True, inline="always")
+def fenwick_add(tree, nv, x, delta):
+    """Add ``delta`` at 1-based index ``x`` of a Fenwick tree of counts over ``nv`` ranks."""
+    while x <= nv:
+        tree[x] += delta
+        x += x & -x
+
+
+@njit(cache=True, inline="always")
+def fenwick_kth(tree, top, nv, want):
+    """0-based rank of the ``want``-th smallest counted value (1-based ``want``; ``top``:
+    the largest power of two <= nv), by descending the tree: O(log nv)."""
+    pos = 0
+    step = top
+    while step > 0:
+        nxt = pos + step
+        if nxt <= nv and tree[nxt] < want:
+            pos = nxt
+            want -= tree[nxt]
+        step //= 2
+    return pos
+
+
 @njit(cache=True)
 def _sliding_topk(vv, nv, absf, lo, hi, k, fill, kres):
     """top-k over [lo[i], hi[i]): Fenwick tree of counts over the ranks of V's values.
@@ -139,16 +162,10 @@ def _sliding_topk(vv, nv, absf, lo, hi, k, fill, kres):
     b = 0
     for i in range(lo.shape[0]):
         while b < hi[i]:
-            x = rank[b]
-            while x <= nv:
-                tree[x] += 1
-                x += x & -x
+            fenwick_add(tree, nv, rank[b], 1)
             b += 1
         while a < lo[i]:
-            x = rank[a]
-            while x <= nv:
-                tree[x] -= 1
-                x += x & -x
+            fenwick_add(tree, nv, rank[a], -1)
             a += 1
         total = b - a
         for j in range(k):
@@ -156,12 +173,4 @@ def _sliding_topk(vv, nv, absf, lo, hi, k, fill, kres):
             if want <= 0:
                 kres[j, i] = fill
                 continue
-            pos = 0
-            step = top
-            while step > 0:
-                nxt = pos + step
-                if nxt <= nv and tree[nxt] < want:
-                    pos = nxt
-                    want -= tree[nxt]
-                step //= 2
-            kres[j, i] = sorted_vals[pos]
+            kres[j, i] = sorted_vals[fenwick_kth(tree, top, nv, want)]

@@ -1,0 +1,265 @@
+"""SPEC v2 targets on the cpu engine: every window as a range of rows, every
+aggregation over a sliding range of V.
+
+For a user's rows in (time, row) order, each v2 window (``periods: N`` and ``previous``
+periods, durations with an ``offset``, ``rows`` windows) holds a contiguous range
+``[lo[r], hi[r])`` of rows whose bounds never decrease with r, since period indices and
+times never decrease along the rows (:func:`_row_bounds`, two pointers: O(m)). V, the
+rows passing the target's filters whose value is not null, is compacted once per target
+(:func:`_compact_v`), and a row range maps to a range of V by counting (``cv``). Then:
+
+* count / sum / mean / any / std / min / max / top-k: the duration windows' kernels of
+  :mod:`.sliding` and :mod:`.topk` over those ranges;
+* first / last / time_to_next / time_since_last: read at the ends of the range
+  (:func:`_range_order`);
+* nunique: counts per distinct value while the range slides (:func:`_range_nunique`);
+* median / quantile: a Fenwick tree of counts over the ranks of V's values, the k-th
+  smallest read in O(log nv) (:func:`_range_quantile`).
+
+Each entry point computes one target for one user; the generated driver calls only
+those its config uses. A user whose local period index goes back in time (a DST
+fall-back at a period boundary) has no contiguous period ranges: the driver raises
+for a v2 period window there (the reference engine computes it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION, WK_PERIOD
+from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
+from .topk import _sliding_topk, fenwick_add, fenwick_kth
+
+
+@njit(cache=True, inline="always")
+def _count_upto(key, j, thr):
+    """Advance j to the number of key[:m] <= thr (key non-decreasing; j already <= it)."""
+    m = key.shape[0]
+    while j < m and key[j] <= thr:
+        j += 1
+    return j
+
+
+@njit(cache=True)
+def _row_bounds(wkind, mode, p, t, n, g, lo, hi):
+    """W(r) = [lo[r], hi[r]) over one user's m rows (SPEC.md 2.1), bounds non-decreasing.
+
+    ``wkind``/``mode``: the window; ``p`` int64 [m] period index per row (period windows,
+    non-decreasing); ``t`` int64 [m] times (duration windows, non-decreasing); ``n``: N
+    periods, the duration D or N rows; ``g``: the offset G (time units of ``t``) or K rows.
+    """
+    m = lo.shape[0]
+    a = 0
+    b = 0
+    for r in range(m):
+        if wkind == WK_PERIOD:
+            pr = p[r]
+            if mode == EXPANDING or mode == FULL:
+                a = _count_upto(p, a, pr - n)
+                b = r + 1 if mode == EXPANDING else _count_upto(p, b, pr)
+            elif mode == NEXT:
+                a = _count_upto(p, a, pr)
+                b = _count_upto(p, b, pr + n)
+            else:  # PREVIOUS: P(t_i) - N <= P(t_j) < P(t_i)
+                a = _count_upto(p, a, pr - n - 1)
+                b = _count_upto(p, b, pr - 1)
+        elif wkind == WK_DURATION:
+            tr = t[r]
+            if mode == TRAILING:
+                a = _count_upto(t, a, tr - g - n)
+                b = r + 1 if g == 0 else _count_upto(t, b, tr - g)
+            else:  # FORWARD: t_i + G < t_j <= t_i + G + D
+                a = _count_upto(t, a, tr + g)
+                b = _count_upto(t, b, tr + g + n)
+        else:  # rows
+            if mode == TRAILING:
+                a = min(max(r - g - n + 1, 0), m)
+                b = min(max(r - g + 1, 0), m)
+            else:
+                a = min(r + g + 1, m)
+                b = min(r + g + n + 1, m)
+        lo[r] = a
+        hi[r] = max(a, b)
+
+
+@njit(cache=True)
+def _user_values(values, vc, a, user_rows, has_order, s, out):
+    """The user's values of the target (m rows in (time, row) order): the amounts ``a``
+    when ``vc`` < 0, else row ``vc`` of the value arrays (a view of sorted input, else
+    gathered into ``out``)."""
+    m = a.shape[0]
+    if vc < 0:
+        return a
+    if not has_order:
+        return values[vc, s : s + m]
+    for r in range(m):
+        out[r] = values[vc, user_rows[r]]
+    return out
+
+
+@njit(cache=True)
+def _membership(mc, a, x, mcc_bits, sign_bits, nomcc_bits, f, masks, wm, user_rows, has_order, s, inv):
+    """inv[r]: row r is in V, i.e. passes the target's mcc/sign filter (bit ``f``; the sign
+    of the amount, NaN neither sign), its where mask (``wm`` >= 0) and has a value (x not
+    NaN). Unlike the version 1 filter bits, a null amount does not exclude a row whose
+    value is another column."""
+    bit = np.uint64(1) << np.uint64(f)
+    for r in range(x.shape[0]):
+        c = mc[r]
+        b = mcc_bits[c] if c >= 0 and c < mcc_bits.shape[0] else nomcc_bits
+        side = np.int64(a[r] > 0) - np.int64(a[r] < 0) + 1
+        ok = (b & sign_bits[side] & bit) != 0 and x[r] == x[r]
+        if ok and wm >= 0:
+            ok = masks[wm, user_rows[r] if has_order else s + r] != 0
+        inv[r] = ok
+
+
+@njit(cache=True)
+def _period_rows(starts, nr, vals, p):
+    """p[r] = the period index of row r, from the runs of one period kind."""
+    for q in range(nr):
+        for r in range(starts[q], starts[q + 1]):
+            p[r] = vals[q]
+
+
+@njit(cache=True)
+def _compact_v(inv, x, absf, t, vv, vt, vr, cv):
+    """V of one target: values vv[:nv] (|x| with ``absf``), times vt, rows vr, and
+    cv[r] = number of V rows before row r (cv[m] = nv). Returns nv."""
+    nv = 0
+    for r in range(inv.shape[0]):
+        cv[r] = nv
+        if inv[r]:
+            vv[nv] = abs(x[r]) if absf else x[r]
+            vt[nv] = t[r]
+            vr[nv] = r
+            nv += 1
+    cv[inv.shape[0]] = nv
+    return nv
+
+
+@njit(cache=True)
+def _v_ranges(cv, lo, hi, vlo, vhi):
+    """Row ranges -> ranges of V."""
+    for r in range(lo.shape[0]):
+        vlo[r] = cv[lo[r]]
+        vhi[r] = cv[hi[r]]
+
+
+@njit(cache=True)
+def _range_moments(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst):
+    """count / sum / mean / any / std / min / max / top-k over the ranges."""
+    if agg == STD:
+        _sliding_std(vv, nv, False, vlo, vhi, fill, dst)
+    elif agg == MIN or agg == MAX:
+        _sliding_extreme(vv, nv, False, vlo, vhi, agg == MIN, fill, dst)
+    elif agg == TOPK:
+        _sliding_topk(vv, nv, False, vlo, vhi, k, fill, kdst)
+    else:
+        _sliding_moments(vv, nv, False, vlo, vhi, agg, fill, dst)
+
+
+@njit(cache=True)
+def _range_order(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst):
+    """first / last (the range's ends), time_to_next (seconds to its first row),
+    time_since_last (seconds since its last row other than the row itself)."""
+    for r in range(vlo.shape[0]):
+        a, b = vlo[r], vhi[r]
+        if agg == FIRST:
+            dst[r] = vv[a] if b > a else fill
+        elif agg == LAST:
+            dst[r] = vv[b - 1] if b > a else fill
+        elif agg == TIME_TO_NEXT:
+            dst[r] = (vt[a] - t[r]) * sec if b > a else fill
+        else:  # TIME_SINCE_LAST
+            j = b - 1
+            if j >= a and vr[j] == r:
+                j -= 1
+            dst[r] = (t[r] - vt[j]) * sec if j >= a else fill
+
+
+@njit(cache=True)
+def _value_ids(vv, nv):
+    """Dense ids of V's values (equal values, -0.0 and 0.0 included, share one) and the
+    number of distinct ones; O(nv log nv)."""
+    ids = np.empty(nv, dtype=np.int64)
+    if nv == 0:
+        return ids, 0
+    order = np.argsort(vv[:nv])
+    d = 0
+    prev = vv[order[0]]
+    for j in range(nv):
+        v = vv[order[j]]
+        if v != prev:
+            d += 1
+            prev = v
+        ids[order[j]] = d
+    return ids, d + 1
+
+
+@njit(cache=True)
+def _range_nunique(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst):
+    """Distinct values in each range: counts per value id, updated as the range slides
+    (both ends non-decreasing): O(nv log nv + m)."""
+    ids, nd = _value_ids(vv, nv)
+    counts = np.zeros(max(nd, 1), dtype=np.int64)
+    distinct = 0
+    a = 0
+    b = 0
+    for r in range(vlo.shape[0]):
+        while b < vhi[r]:
+            distinct += 1 if counts[ids[b]] == 0 else 0
+            counts[ids[b]] += 1
+            b += 1
+        while a < vlo[r]:
+            counts[ids[a]] -= 1
+            distinct -= 1 if counts[ids[a]] == 0 else 0
+            a += 1
+        dst[r] = distinct
+
+
+@njit(cache=True)
+def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst):
+    """median / quantile q (SPEC.md 2.2; linear interpolation, h = (n - 1) q) from order
+    statistics of a Fenwick tree over the ranks of V's values: O(log nv) per row."""
+    order = np.argsort(vv[:nv])
+    sorted_vals = vv[:nv][order]
+    rank = np.empty(nv, dtype=np.int64)
+    for j in range(nv):
+        rank[order[j]] = j + 1
+    tree = np.zeros(nv + 1, dtype=np.int64)
+    top = 1
+    while top * 2 <= nv:
+        top *= 2
+    median = agg == MEDIAN
+    qq = 0.5 if median else q
+    a = 0
+    b = 0
+    for r in range(vlo.shape[0]):
+        while b < vhi[r]:
+            fenwick_add(tree, nv, rank[b], 1)
+            b += 1
+        while a < vlo[r]:
+            fenwick_add(tree, nv, rank[a], -1)
+            a += 1
+        n = b - a
+        if n == 0:
+            dst[r] = fill
+            continue
+        h = (n - 1) * qq
+        low = int(math.floor(h))
+        y0 = sorted_vals[fenwick_kth(tree, top, nv, low + 1)]
+        if h == low:
+            dst[r] = y0
+            continue
+        y1 = sorted_vals[fenwick_kth(tree, top, nv, low + 2)]
+        if median:
+            v = (y0 + y1) / 2
+            if not math.isfinite(v) and math.isfinite(y0) and math.isfinite(y1):
+                v = y0 / 2 + y1 / 2
+            dst[r] = v
+        else:
+            dst[r] = y0 + (h - low) * (y1 - y0)
