@@ -327,3 +327,22 @@ def test_where_and_value_columns_reach_the_format_adapters_and_composite_users(v
         {"name": "n", "agg": "count", "where": [{"column": "tr_type", "eq": 1}],
          "window": {"period": "year", "mode": "full"}}]}, backend=v2_backend)
     _eq(out["n"], [1, 1, 1])
+
+
+def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
+    """Windows wider than the cpu engine's sorted buffer (64 values) take its Fenwick
+    tree; amounts that are not small integers take the sorted ids of nunique."""
+    from conftest import assert_matches_reference
+
+    rng = np.random.default_rng(7)
+    n = 700
+    frame = pd.DataFrame({"user_id": 1, "timestamp": np.sort(rng.integers(0, 300, n)),
+                          "amount": rng.choice([-2.5, 0.0, -0.0, 1.25, 3.0, 1e6], n) * rng.integers(1, 4, n),
+                          "mcc": rng.choice([5411, 6011], n)})
+    targets = [
+        {"name": "med", "agg": "median", "window": {"period": "year", "mode": "expanding", "periods": 2}},
+        {"name": "q9", "agg": "quantile", "q": 0.9, "window": {"rows": 600, "mode": "trailing"}},
+        {"name": "q0", "agg": "quantile", "q": 0.0, "sign": "negative", "window": {"rows": 600, "mode": "forward"}},
+        {"name": "nu", "agg": "nunique", "window": {"duration": "200d", "mode": "trailing", "offset": "1d"}},
+    ]
+    assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
