@@ -109,6 +109,14 @@ def test_guide_examples_run():
     assert result.failed == 0
 
 
+def test_seed_project_page_examples_run():
+    """The ``>>>`` example of docs/seed-project.md (SPEC v2 look-back, where, mixers) gives
+    the output shown."""
+    result = doctest.testfile(str(DOCS / "seed-project.md"), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
 def test_index_python_blocks_run(monkeypatch):
     monkeypatch.chdir(ROOT)  # they name configs/ relative to the repository
     blocks = re.findall(r"```python\n(.*?)```", (DOCS / "index.md").read_text(encoding="utf-8"), re.DOTALL)

@@ -18,12 +18,13 @@ import io
 import math
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 import gpu_targets
-from gpu_targets.spec import load_config
+from gpu_targets.spec import load_config, parse_duration
 
 #: The engine the pictures are computed with: the oracle, fast on 12 rows, no compilation.
 ENGINE = "reference"
@@ -54,6 +55,15 @@ WINDOWS = [
     ("day · next", {"period": "day", "mode": "next"}),
     ("1d · trailing", {"duration": "1d", "mode": "trailing"}),
     ("1d · forward", {"duration": "1d", "mode": "forward"}),
+]
+#: [v2] The windows of the second windows picture: look-back over several periods,
+#: the previous period, an offset (gap) duration and windows by a number of rows.
+WINDOWS_V2 = [
+    ("day · previous", {"period": "day", "mode": "previous"}),
+    ("3 days · expanding", {"period": "day", "mode": "expanding", "periods": 3}),
+    ("1d · trailing · offset 12h", {"duration": "1d", "mode": "trailing", "offset": "12h"}),
+    ("3 rows · trailing", {"rows": 3, "mode": "trailing"}),
+    ("2 rows · forward · offset 1", {"rows": 2, "mode": "forward", "offset": 1}),
 ]
 #: The windows of the ties picture, drawn over Tuesday's rows.
 TIE_WINDOWS = [
@@ -161,20 +171,31 @@ def _day_axis(ax, days: int = 5) -> None:
     ax.tick_params(axis="x", labelsize=8)
 
 
-def windows_figure() -> bytes:
-    """W(i) of each window kind for transaction :data:`FOCUS`, on the week's timeline."""
+def _span(w: dict, t_i: float, day0: float, hours: np.ndarray, rows: list) -> Optional[tuple]:
+    """The stretch of the timeline (hours) a window covers, shaded in the pictures: by the
+    calendar for day periods, by the duration and offset, and between the first and the
+    last member for a rows window (None when it is empty)."""
+    if "period" in w:
+        n = 24 * w.get("periods", 1)
+        return {"expanding": (day0 + 24 - n, t_i), "full": (day0 + 24 - n, day0 + 24),
+                "next": (day0 + 24, day0 + 24 + n), "previous": (day0 - n, day0)}[w["mode"]]
+    if "duration" in w:
+        d = parse_duration(w["duration"]) / 3.6e12  # hours
+        g = parse_duration(w.get("offset", "0s"), allow_zero=True) / 3.6e12
+        return (t_i - g - d, t_i - g) if w["mode"] == "trailing" else (t_i + g, t_i + g + d)
+    return (hours[rows[0]], hours[rows[-1]]) if rows else None
+
+
+def windows_figure(spec: list = WINDOWS) -> bytes:
+    """W(i) of each window of ``spec`` for transaction :data:`FOCUS`, on the week's timeline."""
     frame = history()
     hours = _hours(frame)
     off = _tie_offsets(hours)
-    windows = [w for _, w in WINDOWS]
+    windows = [w for _, w in spec]
     inside = members(windows)
     counts, spend = _count_and_spend(windows)
     t_i = hours[FOCUS]
     day0 = 24 * math.floor(t_i / 24)
-    spans = {
-        "expanding": (day0, t_i), "full": (day0, day0 + 24), "next": (day0 + 24, day0 + 48),
-        "trailing": (t_i - 24, t_i), "forward": (t_i, t_i + 24),
-    }
 
     fig = _new_figure(9.2, 4.4)
     ax = fig.add_subplot()
@@ -183,11 +204,12 @@ def windows_figure() -> bytes:
     ax.text(t_i + 1, -0.55, "after transaction i: unknown at its time (grey)", fontsize=8, color="0.4",
             va="bottom")
     ax.axvline(t_i, color="black", lw=1, ls="--", zorder=1)
-    for k, (label, w) in enumerate(WINDOWS):
-        y = len(WINDOWS) - 1 - k
+    for k, (label, w) in enumerate(spec):
+        y = len(spec) - 1 - k
         color = LABEL_COLOR if _looks_ahead(w) else FEATURE_COLOR
-        x0, x1 = spans[w["mode"]]
-        ax.fill_between([x0, x1], y - 0.3, y + 0.3, color=color, alpha=0.15, lw=0, zorder=1)
+        span = _span(w, t_i, day0, hours, sorted(inside[k][FOCUS]))
+        if span is not None:
+            ax.fill_between(list(span), y - 0.3, y + 0.3, color=color, alpha=0.15, lw=0, zorder=1)
         ax.scatter(hours, y + off, s=14, facecolor="white", edgecolor="0.55", lw=0.8, zorder=2)
         rows = sorted(inside[k][FOCUS])
         if rows:
@@ -195,11 +217,11 @@ def windows_figure() -> bytes:
         ax.scatter([t_i], [y + off[FOCUS]], s=110, facecolor="none", edgecolor="black", lw=1.2, zorder=4)
         ax.text(101, y, f"count {counts[k, FOCUS]:.0f}\nspend {spend[k, FOCUS]:.2f}", fontsize=8,
                 va="center", color=color)
-    ax.set_ylim(-0.65, len(WINDOWS) - 0.45)
-    ax.set_yticks(range(len(WINDOWS)))
-    ax.set_yticklabels([f"{lab}\n({'label' if _looks_ahead(w) else 'feature'})" for lab, w in reversed(WINDOWS)],
+    ax.set_ylim(-0.65, len(spec) - 0.45)
+    ax.set_yticks(range(len(spec)))
+    ax.set_yticklabels([f"{lab}\n({'label' if _looks_ahead(w) else 'feature'})" for lab, w in reversed(spec)],
                        fontsize=8)
-    for tick, (_, w) in zip(ax.get_yticklabels(), reversed(WINDOWS)):
+    for tick, (_, w) in zip(ax.get_yticklabels(), reversed(spec)):
         tick.set_color(LABEL_COLOR if _looks_ahead(w) else FEATURE_COLOR)
     ax.set_xlim(-2, 112)
     ts = frame["timestamp"][FOCUS].strftime("%a %H:%M")
@@ -329,14 +351,14 @@ def fill_table() -> str:
     return "\n".join(lines)
 
 
-def windows_table() -> str:
+def windows_table(spec: list = WINDOWS) -> str:
     """Members and values of the windows picture, as a Markdown table."""
-    windows = [w for _, w in WINDOWS]
+    windows = [w for _, w in spec]
     inside = members(windows)
     counts, spend = _count_and_spend(windows)
     lines = [f"| window | kind | W(i) for i = row {FOCUS} (input rows) | count | spend (sum of abs amount) |",
              "|---|---|---|---:|---:|"]
-    for k, (label, w) in enumerate(WINDOWS):
+    for k, (label, w) in enumerate(spec):
         rows = ", ".join(str(r) for r in sorted(inside[k][FOCUS])) or "(empty)"
         kind = "label" if _looks_ahead(w) else "feature"
         lines.append(f"| `{_window_yaml(w)}` | {kind} | {rows} | {counts[k, FOCUS]:.0f} | {spend[k, FOCUS]:.2f} |")
@@ -362,9 +384,11 @@ def _window_yaml(w: dict) -> str:
 
 
 #: name -> function returning SVG bytes; served as ``figures/<name>.svg``.
-FIGURES = {"windows": windows_figure, "ties": ties_figure, "fill": fill_figure}
+FIGURES = {"windows": windows_figure, "windows_v2": lambda: windows_figure(WINDOWS_V2), "ties": ties_figure,
+           "fill": fill_figure}
 #: name -> function returning a Markdown table; replaces ``<!-- gpu_targets:table <name> -->``.
-TABLES = {"history": history_table, "windows": windows_table, "ties": ties_table, "fill": fill_table}
+TABLES = {"history": history_table, "windows": windows_table, "windows_v2": lambda: windows_table(WINDOWS_V2),
+          "ties": ties_table, "fill": fill_table}
 
 
 def main(directory: str) -> None:
