@@ -20,7 +20,7 @@ from .transactions import DataError
 __all__ = ["target_summary", "fill_warnings", "histogram_figure", "write_html", "summary_table",
            "described_columns", "target_roles", "empty_value"]
 
-_EMPTY_IS_ZERO = ("count", "sum", "any")
+_EMPTY_IS_ZERO = ("count", "sum", "any", "nunique")
 _QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95)
 
 
