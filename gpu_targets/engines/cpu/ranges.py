@@ -248,6 +248,20 @@ def _quantile_of(y0, y1, h, low, median):
     return y0 + (h - low) * (y1 - y0)
 
 
+@njit(cache=True, inline="always")
+def _lower_bound(buf, n, x):
+    """First index of buf[:n] (sorted) whose value is >= x."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 #: Largest window (in V rows) for which :func:`_range_quantile` keeps a sorted buffer
 #: (an insertion or removal moves up to this many values) rather than a Fenwick tree
 #: (O(log nv) branchy steps per insertion and per order statistic). Measured on seed_v2's
@@ -278,14 +292,14 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
         for r in range(m):
             while b < vhi[r]:  # insert vv[b]: shift the larger values up by one
                 x = vv[b]
-                i = np.searchsorted(buf[:n], x)
+                i = _lower_bound(buf, n, x)
                 for j in range(n, i, -1):
                     buf[j] = buf[j - 1]
                 buf[i] = x
                 n += 1
                 b += 1
             while a < vlo[r]:  # remove vv[a] (an equal value is the same number)
-                i = np.searchsorted(buf[:n], vv[a])
+                i = _lower_bound(buf, n, vv[a])
                 for j in range(i, n - 1):
                     buf[j] = buf[j + 1]
                 n -= 1
