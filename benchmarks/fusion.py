@@ -29,14 +29,14 @@ CHILD = r"""
 import gc, json, sys, time
 import numpy as np
 import gpu_targets
-from gpu_targets.engines.cpu import driver
+from gpu_targets.engines.cpu import driver_templates
 from gpu_targets.datasets import synthetic_transactions
 from gpu_targets.spec import load_config
 shared, users, repeats = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3])
 if not shared:  # every target compacts V and computes W(i) on its own
     for old in ("if plan.fbit[ti] != last_filter:", "if plan.window_key[ti] != last_window:"):
-        assert old in driver._DURATION
-        driver._DURATION = driver._DURATION.replace(old, "if True:")
+        assert old in driver_templates._DURATION
+        driver_templates._DURATION = driver_templates._DURATION.replace(old, "if True:")
 seed20 = load_config(sys.argv[4])
 durations = seed20.with_targets([t.name for t in seed20.targets if t.window.duration is not None])
 frame = synthetic_transactions(users, 4096, seed=0)
