@@ -215,7 +215,7 @@ def generate_table(table, config, *, backend: str = "auto", progress=None):
     """Targets appended to an Arrow table; every input column comes back unchanged.
 
     Only the columns the role columns are built from (:func:`gpu_targets.formats.source_columns`)
-    are converted to pandas for the engines, integers holding nulls as pandas' nullable
+    and those ``where:``/``value:`` read are converted to pandas for the engines, integers holding nulls as pandas' nullable
     integers (user ids above 2^53 stay exact); the output is the input table itself (its
     kept rows under ``on_invalid: drop``) with one ``float32`` column per target
     appended, so every other column keeps its Arrow type and values (dates, decimals,
@@ -238,7 +238,7 @@ def generate_table(table, config, *, backend: str = "auto", progress=None):
     """
     import pyarrow as pa
 
-    from .formats import source_columns
+    from .formats import source_columns, target_columns
     from .io import _to_pandas
     from .transactions import DataError
 
@@ -251,7 +251,10 @@ def generate_table(table, config, *, backend: str = "auto", progress=None):
         from .formats import missing_column
 
         raise missing_column(missing[0], table.column_names, fmt=cfg.format)
-    roles = _to_pandas(table.select(source_columns(cfg)), exact_integers=True)
+    # [v2] the columns where:/value: read come along (a missing one: extract names its target)
+    read = source_columns(cfg)
+    read += [c for c in target_columns(cfg) if c in table.column_names and c not in read]
+    roles = _to_pandas(table.select(read), exact_integers=True)
     values, kept, cfg, added = _compute(roles, cfg, backend, progress)
     if kept is not None:
         table = table.take(pa.array(kept))

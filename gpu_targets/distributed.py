@@ -199,7 +199,13 @@ def _warm_up_kernels(config: Config, backend: str):
     # zone on two synthetic users, in the generic schema
     small = config.model_copy(update={"format": "generic", "columns": Columns(), "time_unit": None,
                                       "on_invalid": "error"})
-    generate_targets(synthetic_transactions(2, 64, seed=0), small, backend=backend)
+    frame = synthetic_transactions(2, 64, seed=0)
+    from .formats import target_columns
+
+    for c in target_columns(config):  # [v2] where:/value: columns, as zeros (the kernels do not read their values' types)
+        if c not in frame.columns:
+            frame[c] = 0.0
+    generate_targets(frame, small, backend=backend)
     if backend == "cuda":
         return engines.get("cuda")._free_device_bytes()
     return None

@@ -111,8 +111,9 @@ class _Collating:
 
 def _role_arrays(frame: pd.DataFrame, config: Config, stored_targets: bool = False):
     """Validated role arrays sorted by (user, time, row), user offsets, raw user ids, the
-    time factor, and (``stored_targets``) the frame's own target columns as float32
-    ``[n, C]`` rows in the same order, else None."""
+    time factor, (``stored_targets``) the frame's own target columns as float32
+    ``[n, C]`` rows in the same order, else None, and the [v2] ``where:``/``value:``
+    inputs (:class:`gpu_targets.where.ColumnInputs`) in the same order, else None."""
     stored = None
     if stored_targets:
         names = config.output_columns
@@ -136,10 +137,11 @@ def _role_arrays(frame: pd.DataFrame, config: Config, stored_targets: bool = Fal
         user_col = user_col[tx.kept_rows]
         stored = None if stored is None else stored[tx.kept_rows]
     if order is None:
-        return tx.time, tx.amount, tx.mcc, offsets, user_col[offsets[:-1]], tx.time_factor, stored
+        return tx.time, tx.amount, tx.mcc, offsets, user_col[offsets[:-1]], tx.time_factor, stored, tx.columns
     stored = None if stored is None else stored[order]
+    columns = None if tx.columns is None else tx.columns.take(order)
     return (tx.time[order], tx.amount[order], tx.mcc[order], offsets, user_col[order[offsets[:-1]]],
-            tx.time_factor, stored)
+            tx.time_factor, stored, columns)
 
 
 class SequenceDataset(_Collating, Dataset):
@@ -188,14 +190,14 @@ class SequenceDataset(_Collating, Dataset):
 
             transactions = read_transactions(transactions)
         self.max_len, self.backend, self.device, self.pin_memory = max_len, backend, device, pin_memory
-        (self._time, self._amount, self._mcc, self._offsets, self.users, self._time_factor, _) = _role_arrays(
-            transactions, self.config
-        )
+        (self._time, self._amount, self._mcc, self._offsets, self.users, self._time_factor, _,
+         self._columns) = _role_arrays(transactions, self.config)
         self._values = None
         if precompute:
             lengths = np.diff(self._offsets)
             user = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-            tx = Transactions(user, self._time, self._amount, self._mcc, time_factor=self._time_factor, ordered=True)
+            tx = Transactions(user, self._time, self._amount, self._mcc, time_factor=self._time_factor, ordered=True,
+                              columns=self._columns)
             self._values = np.ascontiguousarray(engines.get(backend).compute(tx, self.config).T)  # [n, C]
 
     def __len__(self) -> int:
@@ -215,6 +217,8 @@ class SequenceDataset(_Collating, Dataset):
         }
         if self._values is not None:
             item["values"] = self._values[s:e]
+        if self._columns is not None:
+            item["columns"] = self._columns.take(slice(s, e))
         return item
 
 
@@ -313,7 +317,7 @@ class IterableSequenceDataset(_Collating, IterableDataset):
             starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
             if len(pd.unique(runs[starts])) != len(starts):
                 raise DataError(f"{self.path}: row group {g} is not grouped by user (a user appears twice)")
-            time, amount, mcc, offsets, user_ids, factor, stored = _role_arrays(
+            time, amount, mcc, offsets, user_ids, factor, stored, columns = _role_arrays(
                 frame, self.config, stored_targets=self.precomputed
             )
             for i in range(len(offsets) - 1):
@@ -322,4 +326,6 @@ class IterableSequenceDataset(_Collating, IterableDataset):
                         "time_factor": factor}
                 if stored is not None:
                     item["values"] = stored[s:e]
+                if columns is not None:
+                    item["columns"] = columns.take(slice(s, e))
                 yield item

@@ -90,7 +90,8 @@ def collate_users(
     ----------
     items : sequence of dict
         Users as yielded by the datasets: ``time`` int64 ticks (``time_factor`` ns each),
-        ``amount`` float64, ``mcc`` int32, each sorted by (time, input row); ``user``.
+        ``amount`` float64, ``mcc`` int32, each sorted by (time, input row); ``user``;
+        [v2] ``columns``, the user's ``where:``/``value:`` inputs, when the config reads any.
     config : Config
     max_len : int, optional
         Keep each user's most recent ``max_len`` transactions (targets are computed on
@@ -130,8 +131,13 @@ def collate_users(
     else:
         # the batch is grouped by user and time-sorted: the engine takes its no-sort path;
         # targets are written row-major ([n, C]) so padding copies whole rows
+        columns = None
+        if items and "columns" in items[0]:  # [v2] where:/value: inputs of the batch's users
+            from .where import ColumnInputs
+
+            columns = ColumnInputs.concat([it["columns"] for it in items])
         tx = Transactions(np.repeat(np.arange(len(items), dtype=np.int64), lengths_full), time, amount, mcc,
-                          time_factor=factor, ordered=True)
+                          time_factor=factor, ordered=True, columns=columns)
         rows = np.empty((len(time), n_cols), dtype=np.float32)
         engines.get(backend).compute(tx, config, out=rows.T)
     lengths = lengths_full if max_len is None else np.minimum(lengths_full, max_len)

@@ -55,9 +55,16 @@ class ColumnInputs:
     def __init__(self, masks: dict, values: dict):
         self.masks, self.values = masks, values
 
-    def take(self, rows: np.ndarray) -> "ColumnInputs":
-        """The same for a subset of rows (``on_invalid: drop``)."""
+    def take(self, rows) -> "ColumnInputs":
+        """The same for a subset of rows (an index array, or a slice: views)."""
         return ColumnInputs({k: v[rows] for k, v in self.masks.items()}, {k: v[rows] for k, v in self.values.items()})
+
+    @staticmethod
+    def concat(parts: list) -> "ColumnInputs":
+        """The rows of several (the users of a batch), one after the other."""
+        first = parts[0]
+        return ColumnInputs({k: np.concatenate([p.masks[k] for p in parts]) for k in first.masks},
+                            {k: np.concatenate([p.values[k] for p in parts]) for k in first.values})
 
 
 def _column(frame: pd.DataFrame, name: str, target: Target, key: str):

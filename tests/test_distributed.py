@@ -114,6 +114,22 @@ def test_partitioned_by_user(client, tmp_path):
     assert_same(read_transactions(out), generate(tmp_path / "in", CONFIG, backend="cpu"), CONFIG)
 
 
+def test_spec_v2_targets_read_their_columns_on_the_workers(client, tmp_path):
+    """where:/value: columns reach the partitions (and the workers' warm-up) and derived
+    targets follow: the job equals the reference engine on one machine."""
+    tx = synthetic_transactions(10, (10, 60), seed=6, shuffle=True)
+    tx["tr_type"] = np.random.default_rng(6).choice([1010, 2010], len(tx))
+    config = {"targets": [
+        {"name": "cash_last_5", "agg": "count", "where": [{"column": "tr_type", "eq": 2010}],
+         "window": {"rows": 5, "mode": "trailing"}},
+        {"name": "types_prev_week", "agg": "nunique", "value": "tr_type", "window": {"period": "week", "mode": "previous"}},
+        {"name": "median_2w", "agg": "median", "window": {"duration": "14d", "mode": "trailing", "offset": "1d"}},
+        {"name": "r", "derive": "ratio", "of": ["median_2w", "cash_last_5"]}]}
+    src = write_files(tx, tmp_path / "in", 3)
+    out = job.generate(src, config, tmp_path / "out", client=client, backend="cpu", partition_rows=300)
+    assert_same(read_transactions(out), generate(src, config, backend="reference"), config)
+
+
 def test_partition_on_user_directory(client, tmp_path):
     """Input written with ``to_parquet(partition_on=[user])``: the user column comes from the path."""
     tx = synthetic_transactions(6, 50, seed=5, shuffle=True)

@@ -217,3 +217,37 @@ def test_composite_users_in_the_feed(tmp_path):
     write_parquet(f, tmp_path / "tx.parquet")
     with pytest.raises(DataError, match="composite user"):
         IterableSequenceDataset(tmp_path / "tx.parquet", cfg)
+
+
+def test_v2_targets_with_where_and_value_columns_in_the_feed(tmp_path):
+    """SPEC v2 targets reading other columns (where: tr_type, value: a terminal id) and a
+    derived one: the feed carries those columns with each user, on the fly, precomputed
+    and streamed, and its batches equal generate() on the same users."""
+    base = synthetic_transactions(6, (5, 60), seed=5, shuffle=True)
+    rng = np.random.default_rng(5)
+    frame = base.assign(tr_type=rng.choice([1010, 2010, 7070], len(base)),
+                        term=pd.array(rng.choice([7, 8, 9, None], len(base)), dtype="Int64"))
+    cfg = load_config({"targets": [
+        {"name": "cash_sum_prev_week", "agg": "sum", "where": [{"column": "tr_type", "eq": 2010}],
+         "window": {"period": "week", "mode": "previous"}},
+        {"name": "terms_last_5", "agg": "nunique", "value": "term", "window": {"rows": 5, "mode": "trailing"}},
+        {"name": "next_amount", "agg": "first", "window": {"rows": 1, "mode": "forward"}},
+        {"name": "ratio", "derive": "ratio", "of": ["next_amount", "cash_sum_prev_week"]},
+    ]})
+    ds = SequenceDataset(frame, cfg, backend="cpu")
+    batch = ds.collate([ds[i] for i in range(len(ds))])
+    assert batch["is_label"].tolist() == [False, False, True, True]
+    pre = SequenceDataset(frame, cfg, backend="cpu", precompute=True)
+    np.testing.assert_array_equal(pre.collate([pre[i] for i in range(len(pre))])["targets"].numpy(),
+                                  batch["targets"].numpy())
+    for b, user in enumerate(batch["user"]):
+        exp = _expected(frame, cfg, user)
+        n = int(batch["lengths"][b])
+        np.testing.assert_allclose(batch["targets"][b, :n].numpy(), exp[cfg.output_columns].to_numpy(np.float64),
+                                   rtol=1e-5, atol=1e-6)
+    path = _write_grouped(tmp_path, frame.sort_values(["user_id", "timestamp"], kind="stable"), row_group_size=40)
+    stream = IterableSequenceDataset(path, cfg, rank=0, world_size=1, backend="cpu")
+    items = list(stream)
+    got = stream.collate(items)
+    order = [batch["user"].index(u) for u in got["user"]]
+    np.testing.assert_array_equal(got["targets"].numpy(), batch["targets"].numpy()[order])
