@@ -29,7 +29,7 @@ from . import engines
 from .io import (check_csv_writable, check_output_path, output_format, read_table, read_transactions, replacing,
                  write_output)
 from .describe import (described_columns, empty_value, fill_warnings, histogram_figure, summary_table,
-                       target_roles, target_summary, write_html)
+                       target_roles, target_summary, time_columns, write_html)
 from .spec import FORMATS, Config, ConfigError, Derived, Target, load_config
 from .transactions import DataError
 
@@ -449,7 +449,7 @@ def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]
     frame = read_transactions(output_path)
     columns, empty = described_columns(frame, cfg, repr(output_path), repr(str(config_path)))
     roles = target_roles(cfg)
-    table = summary_table(frame, columns, empty, roles)
+    table = summary_table(frame, columns, empty, roles, time_columns(cfg))
     click.echo(f"{output_path}: {len(frame):,} rows, {len(columns)} target columns")
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     warnings = fill_warnings(frame, cfg) if cfg is not None else []
@@ -458,7 +458,7 @@ def describe(output_path: str, config_path: Optional[Path], plot: Optional[Path]
     if plot is not None or html_path is not None:
         aggs = {c: getattr(t, "agg", "derive") for t in cfg.targets for c in t.output_columns} if cfg is not None else {}
         try:
-            fig = histogram_figure(frame, columns, empty, dict(zip(table["column"], table["rate"])), roles, aggs)
+            fig = histogram_figure(frame, columns, empty, dict(zip(columns, table["rate"])), roles, aggs)
         except ImportError as err:
             raise click.ClickException(f"--plot and --html need matplotlib: {err}") from None
         if plot is not None:

@@ -18,7 +18,7 @@ from .spec import Config, Target, load_config
 from .transactions import DataError
 
 __all__ = ["target_summary", "fill_warnings", "histogram_figure", "write_html", "summary_table",
-           "described_columns", "target_roles", "empty_value"]
+           "described_columns", "target_roles", "empty_value", "time_columns"]
 
 _EMPTY_IS_ZERO = ("count", "sum", "any", "nunique")
 _QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95)
@@ -68,7 +68,7 @@ def target_summary(frame, config=None):
     """
     cfg = load_config(config) if config is not None else None
     columns, empty = described_columns(frame, cfg, "the frame", "the config")
-    return summary_table(frame, columns, empty, target_roles(cfg))
+    return summary_table(frame, columns, empty, target_roles(cfg), time_columns(cfg))
 
 
 def target_roles(cfg: Optional[Config]) -> Optional[dict[str, str]]:
@@ -125,19 +125,32 @@ def described_columns(frame, cfg: Optional[Config], frame_name: str, config_name
     return columns, dict.fromkeys(columns, 0.0)
 
 
-def summary_table(frame, columns: list[str], empty: dict[str, float], roles: Optional[dict[str, str]] = None):
+def time_columns(cfg: Optional[Config]) -> set:
+    """[v2] Columns of ``time_to_next``/``time_since_last`` targets (seconds; NaN: censored,
+    no event in the window)."""
+    if cfg is None:
+        return set()
+    return {c for t in cfg.aggregated if t.agg in ("time_to_next", "time_since_last") for c in t.output_columns}
+
+
+def summary_table(frame, columns: list[str], empty: dict[str, float], roles: Optional[dict[str, str]] = None,
+                  hours: frozenset = frozenset()):
     """One row per target column: target rate (share of non-empty windows) and quantiles;
-    with ``roles``, a ``role`` column (label or feature) after ``column``."""
+    with ``roles``, a ``role`` column (label or feature) after ``column``. Columns in
+    ``hours`` (times in seconds: :func:`time_columns`) are described in hours, named
+    ``<column> [h]``; their rate is the share of rows with an event (NaN = censored)."""
     import numpy as np
     import pandas as pd
 
     rows = []
     for c in columns:
         v = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        if c in hours:
+            v = v / 3600.0
         known = v[~np.isnan(v)]
-        e = empty[c]
+        e = empty[c] / 3600.0 if c in hours else empty[c]
         nonempty = ~np.isnan(v) if math.isnan(e) else (~np.isnan(v) & (v != e))
-        row = {"column": c, "rate": float(nonempty.mean()) if len(v) else math.nan}
+        row = {"column": f"{c} [h]" if c in hours else c, "rate": float(nonempty.mean()) if len(v) else math.nan}
         if roles is not None:
             row["role"] = roles[c]
         if known.size:

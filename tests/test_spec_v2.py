@@ -346,3 +346,17 @@ def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
         {"name": "nu", "agg": "nunique", "window": {"duration": "200d", "mode": "trailing", "offset": "1d"}},
     ]
     assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
+
+
+def test_describe_gives_time_targets_in_hours_with_censored_rows_apart():
+    from gpu_targets.describe import target_summary
+
+    rows = _tx([0, 1, 3], [1.0, 2.0, 4.0], [6011, 5411, 6011])
+    cfg = {"time_unit": "D", "targets": [
+        {"name": "to_atm", "agg": "time_to_next", "mcc": [6011], "window": {"duration": "7d", "mode": "forward"}}]}
+    frame = pd.DataFrame(rows).assign(user_id=1)
+    out = gpu_targets.generate(frame, cfg, backend="reference")
+    table = target_summary(out, cfg)
+    assert table["column"].tolist() == ["to_atm [h]"]
+    assert table["rate"].iloc[0] == pytest.approx(2 / 3)  # the last row has no later ATM row: censored
+    assert table["max"].iloc[0] == pytest.approx(72.0) and table["min"].iloc[0] == pytest.approx(48.0)
