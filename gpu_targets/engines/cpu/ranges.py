@@ -31,7 +31,7 @@ from numba import njit
 
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION, WK_PERIOD
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
-from .topk import _sliding_topk, fenwick_add, fenwick_kth
+from .topk import _sliding_topk, fenwick_kth, fenwick_ranks, fenwick_slide
 
 
 @njit(cache=True, inline="always")
@@ -248,20 +248,6 @@ def _quantile_of(y0, y1, h, low, median):
     return y0 + (h - low) * (y1 - y0)
 
 
-@njit(cache=True, inline="always")
-def _lower_bound(buf, n, x):
-    """First index of buf[:n] (sorted) whose value is >= x."""
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if buf[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
 #: Largest window (in V rows) for which :func:`_range_quantile` keeps a sorted buffer
 #: (an insertion or removal moves up to this many values) rather than a Fenwick tree
 #: (O(log nv) branchy steps per insertion and per order statistic). Measured on seed_v2's
@@ -292,14 +278,14 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
         for r in range(m):
             while b < vhi[r]:  # insert vv[b]: shift the larger values up by one
                 x = vv[b]
-                i = _lower_bound(buf, n, x)
+                i = np.searchsorted(buf[:n], x)
                 for j in range(n, i, -1):
                     buf[j] = buf[j - 1]
                 buf[i] = x
                 n += 1
                 b += 1
             while a < vlo[r]:  # remove vv[a] (an equal value is the same number)
-                i = _lower_bound(buf, n, vv[a])
+                i = np.searchsorted(buf[:n], vv[a])
                 for j in range(i, n - 1):
                     buf[j] = buf[j + 1]
                 n -= 1
@@ -311,24 +297,11 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
             low = int(math.floor(h))
             dst[r] = _quantile_of(buf[low], buf[min(low + 1, n - 1)], h, low, median)
         return
-    order = np.argsort(vv[:nv])
-    sorted_vals = vv[:nv][order]
-    rank = np.empty(nv, dtype=np.int64)
-    for j in range(nv):
-        rank[order[j]] = j + 1
-    tree = np.zeros(nv + 1, dtype=np.int64)
-    top = 1
-    while top * 2 <= nv:
-        top *= 2
+    sorted_vals, rank, tree, top = fenwick_ranks(vv, nv)
     a = 0
     b = 0
     for r in range(m):
-        while b < vhi[r]:
-            fenwick_add(tree, nv, rank[b], 1)
-            b += 1
-        while a < vlo[r]:
-            fenwick_add(tree, nv, rank[a], -1)
-            a += 1
+        a, b = fenwick_slide(tree, nv, rank, a, b, vlo[r], vhi[r])
         n = b - a
         if n == 0:
             dst[r] = fill

@@ -126,6 +126,36 @@ def fenwick_add(tree, nv, x, delta):
         x += x & -x
 
 
+@njit(cache=True)
+def fenwick_ranks(vals, nv):
+    """For order statistics of sliding ranges of ``vals[:nv]``: the values sorted, each
+    value's 1-based rank (Fenwick index; ties get distinct ranks), an empty tree of
+    counts and the largest power of two <= nv (:func:`fenwick_kth`'s first step)."""
+    perm = np.argsort(vals[:nv])
+    sorted_vals = vals[:nv][perm]
+    rank = np.empty(nv, dtype=np.int64)
+    for j in range(nv):
+        rank[perm[j]] = j + 1
+    tree = np.zeros(nv + 1, dtype=np.int64)
+    top = 1
+    while top * 2 <= nv:
+        top *= 2
+    return sorted_vals, rank, tree, top
+
+
+@njit(cache=True, inline="always")
+def fenwick_slide(tree, nv, rank, a, b, lo, hi):
+    """Move the counted range [a, b) of V positions to [lo, hi) (both ends never move
+    back); returns (lo, hi)."""
+    while b < hi:
+        fenwick_add(tree, nv, rank[b], 1)
+        b += 1
+    while a < lo:
+        fenwick_add(tree, nv, rank[a], -1)
+        a += 1
+    return a, b
+
+
 @njit(cache=True, inline="always")
 def fenwick_kth(tree, top, nv, want):
     """0-based rank of the ``want``-th smallest counted value (1-based ``want``; ``top``:
@@ -149,24 +179,11 @@ def _sliding_topk(vv, nv, absf, lo, hi, k, fill, kres):
     k largest as order statistics.
     """
     vals = np.abs(vv[:nv]) if absf else vv[:nv].copy()
-    perm = np.argsort(vals)
-    sorted_vals = vals[perm]
-    rank = np.empty(nv, dtype=np.int64)  # 1-based Fenwick index of each V position
-    for j in range(nv):
-        rank[perm[j]] = j + 1
-    tree = np.zeros(nv + 1, dtype=np.int64)
-    top = 1
-    while top * 2 <= nv:
-        top *= 2
+    sorted_vals, rank, tree, top = fenwick_ranks(vals, nv)
     a = 0
     b = 0
     for i in range(lo.shape[0]):
-        while b < hi[i]:
-            fenwick_add(tree, nv, rank[b], 1)
-            b += 1
-        while a < lo[i]:
-            fenwick_add(tree, nv, rank[a], -1)
-            a += 1
+        a, b = fenwick_slide(tree, nv, rank, a, b, lo[i], hi[i])
         total = b - a
         for j in range(k):
             want = total - j  # the want-th smallest value in W(i), 1-based
