@@ -274,7 +274,7 @@ def compute(
     local_is_utc = config.timezone == "UTC"
     time, amount, mcc = _ro(tx.time), _ro(tx.amount), _ro(tx.mcc)
     # durations in the input's own ticks when they divide exactly: no ns conversion pass
-    tfac, param, offset = np.int64(tx.time_factor), plan.param, plan.nwin
+    tfac, param = np.int64(tx.time_factor), plan.param
     durations = plan.wkind == WK_DURATION
     nwin, offset = plan.nwin, plan.offset
     sec = 1e-9  # seconds per unit of the driver's times
