@@ -250,10 +250,10 @@ def _quantile_of(y0, y1, h, low, median):
 
 #: Largest window (in V rows) for which :func:`_range_quantile` keeps a sorted buffer
 #: (an insertion or removal moves up to this many values) rather than a Fenwick tree
-#: (O(log nv) branchy steps per insertion and per order statistic). Measured on seed_v2's
-#: targets (256 users x 4,096 tx, 2 threads): a median over the last 50 rows 103 -> 78 ms
-#: with the buffer; over 30 days (a few hundred rows) 93 ms with the tree, 208 ms with the
-#: buffer.
+#: (O(log nv) branchy steps per insertion and per order statistic). Chosen with
+#: ``benchmarks/per_target.py`` (seed_v2, 256 users, this 2-core VM): the buffer helped the
+#: median of the last 50 rows; allowed up to 512 values it made the 30-day median (a few
+#: hundred values) about twice as slow as the tree.
 _SORTED_BUFFER_MAX = 64
 
 
