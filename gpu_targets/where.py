@@ -22,7 +22,7 @@ import pandas as pd
 
 from .spec import STRING_VALUE_AGGREGATIONS, Config, Target, Where
 
-__all__ = ["ColumnInputs", "filter_key", "value_key", "read_column_inputs"]
+__all__ = ["ColumnInputs", "filter_key", "value_key", "read_column_inputs", "require_column_inputs"]
 
 
 def filter_key(target: Target) -> Optional[tuple]:
@@ -168,3 +168,22 @@ def read_column_inputs(frame: pd.DataFrame, config: Config) -> ColumnInputs:
         if vk is not None and vk not in values:
             values[vk] = value_array(frame, t)
     return ColumnInputs(masks, values)
+
+
+def require_column_inputs(tx, config: Config) -> Optional[ColumnInputs]:
+    """``tx.columns``, checked: an engine whose config reads ``where:``/``value:`` columns
+    needs transactions made with them (:func:`gpu_targets.transactions.extract`).
+
+    Raises
+    ------
+    DataError
+        A target reads such columns and ``tx`` has none (naming the target).
+    """
+    if tx.columns is None:
+        for t in config.aggregated:
+            if t.where is not None or t.value is not None:
+                from .transactions import DataError
+
+                raise DataError(f"target {t.name!r} reads where:/value: columns, which these transactions were made "
+                                "without (gpu_targets.transactions.extract reads them from the input frame)")
+    return tx.columns

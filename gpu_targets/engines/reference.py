@@ -19,8 +19,8 @@ import pandas as pd
 
 from ..calendar import local_wall_clock_ns
 from ..spec import Config, Target
-from ..transactions import DataError, Transactions
-from ..where import filter_key, value_key
+from ..transactions import Transactions
+from ..where import filter_key, require_column_inputs, value_key
 from .derive import apply_derived
 
 __all__ = ["compute"]
@@ -217,10 +217,7 @@ def compute(tx: Transactions, config: Config, progress=None, *, out: np.ndarray 
     time_ns = tx.time_ns
     local = local_wall_clock_ns(time_ns, config.timezone)
     targets = config.aggregated
-    needs = [t.name for t in targets if t.where is not None or t.value is not None]
-    if needs and tx.columns is None:
-        raise DataError(f"target {needs[0]!r} reads where:/value: columns, which these transactions were made "
-                        "without (gpu_targets.transactions.extract reads them from the input frame)")
+    require_column_inputs(tx, config)
     used_periods = {t.window.period for t in targets if t.window.period is not None}
     all_periods = {p: _period_of(local, p) for p in used_periods}
     filters = [_passes_filters(t, tx.amount, tx.mcc, tx.columns) for t in targets]

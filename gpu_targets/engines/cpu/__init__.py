@@ -69,6 +69,7 @@ from ...spec import Config
 from ...transactions import Transactions
 from ..elementwise import row_filter_bits
 from ..grouping import group_users, readonly as _ro
+from ...where import require_column_inputs
 from ..derive import apply_derived
 from ..plan import WK_DURATION, Plan, compile_plan
 from .driver import driver_shape, load_driver, target_kernels
@@ -220,21 +221,16 @@ def _in_threads(fn, offsets: np.ndarray, u0: int, u1: int, args: tuple) -> None:
         f.result()
 
 
-def _column_arrays(tx: Transactions, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+def _column_arrays(tx: Transactions, config: Config, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """[v2] float64 [V, n] value arrays and uint8 [W, n] where masks, in the plan's order."""
     n = len(tx)
-    if plan.value_keys or plan.mask_keys:
-        if tx.columns is None:
-            from ...transactions import DataError
-
-            raise DataError("these transactions were made without the where:/value: columns their targets read "
-                            "(gpu_targets.transactions.extract reads them from the input frame)")
+    columns = require_column_inputs(tx, config) if plan.value_keys or plan.mask_keys else None
     values = np.empty((len(plan.value_keys), n), dtype=np.float64)
     for j, key in enumerate(plan.value_keys):
-        values[j] = tx.columns.values[key]
+        values[j] = columns.values[key]
     masks = np.empty((len(plan.mask_keys), n), dtype=np.uint8)
     for j, key in enumerate(plan.mask_keys):
-        masks[j] = tx.columns.masks[key]
+        masks[j] = columns.masks[key]
     return values, masks
 
 
@@ -288,7 +284,7 @@ def compute(
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
     fdense = _dense_filters(mcc, amount, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
     runp = np.array([*_ratio(_NS_PER_DAY, int(lfac)), *_ratio(_NS_PER_HOUR, int(lfac))], dtype=np.int64)
-    values, masks = _column_arrays(tx, plan)
+    values, masks = _column_arrays(tx, config, plan)
     rows = InputRows(order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc, values, masks)
     arrays = PlanArrays(plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval, plan.fill,
                         plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,
