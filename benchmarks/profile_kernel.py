@@ -111,7 +111,7 @@ def load(package: str, config, name: str, directory: Path):
     and that package's ``engines.cpu`` with its driver lookup pointed at it."""
     cpu = importlib.import_module(f"{package}.engines.cpu")
     drv = importlib.import_module(f"{package}.engines.cpu.driver")
-    try:  # the range path's plans (SPEC v2) from 2026-12-03 17:00 on
+    try:  # packages of 2026-12-03 17:00-19:00 made range-path plans (SPEC v2) only with ranges=True
         plan = cpu.compile_plan(config, ranges=True)
     except TypeError:
         plan = cpu.compile_plan(config)

@@ -124,6 +124,11 @@ def collate_users(
     factor = int(items[0]["time_factor"]) if items else 1
     n_cols = len(config.output_columns)
     on_device = backend == "cuda" and not (items and "values" in items[0])
+    columns = None
+    if items and "columns" in items[0]:  # [v2] where:/value: inputs of the batch's users
+        from .where import ColumnInputs
+
+        columns = ColumnInputs.concat([it["columns"] for it in items])
     if items and "values" in items[0]:  # precomputed targets (SequenceDataset(precompute=True))
         rows = np.concatenate([it["values"] for it in items], axis=0)
     elif on_device:  # the targets are computed on the device by finish_batch
@@ -131,11 +136,6 @@ def collate_users(
     else:
         # the batch is grouped by user and time-sorted: the engine takes its no-sort path;
         # targets are written row-major ([n, C]) so padding copies whole rows
-        columns = None
-        if items and "columns" in items[0]:  # [v2] where:/value: inputs of the batch's users
-            from .where import ColumnInputs
-
-            columns = ColumnInputs.concat([it["columns"] for it in items])
         tx = Transactions(np.repeat(np.arange(len(items), dtype=np.int64), lengths_full), time, amount, mcc,
                           time_factor=factor, ordered=True, columns=columns)
         rows = np.empty((len(time), n_cols), dtype=np.float32)
@@ -162,7 +162,7 @@ def collate_users(
         del out["targets"]
         out["pending"] = {"time": torch.from_dlpack(time), "amount": torch.from_dlpack(amount),
                           "mcc": torch.from_dlpack(mcc), "offsets": torch.from_dlpack(offsets),
-                          "time_factor": factor}
+                          "time_factor": factor, "columns": columns}
         if pin:
             out["pending"] = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v
                               for k, v in out["pending"].items()}
@@ -182,8 +182,8 @@ def finish_batch(batch: dict, config: Config, device: Union[str, torch.device] =
 
     Runs in the main process. Host tensors are copied with ``non_blocking`` when they are
     pinned (``DataLoader(pin_memory=True)``). A batch collated for the ``cuda`` engine
-    carries its transactions (``pending``: flat ``time``, ``amount``, ``mcc`` and user
-    ``offsets``); they are moved to the device, the engine computes the targets there
+    carries its transactions (``pending``: flat ``time``, ``amount``, ``mcc``, user
+    ``offsets`` and [v2] the host ``columns`` its ``where:``/``value:`` targets read); they are moved to the device, the engine computes the targets there
     (:func:`gpu_targets.engines.cuda.compute_device`, on torch's current stream), and
     :func:`gpu_targets.engines.cuda.pad_targets` writes them into one preallocated
     ``float32 [B, T, C]`` tensor on the device: no host round trip. Under Numba's CUDA
@@ -212,7 +212,7 @@ def finish_batch(batch: dict, config: Config, device: Union[str, torch.device] =
     n = p["time"].shape[0]
     user = torch.repeat_interleave(torch.arange(n_users, device=on), torch.diff(p["offsets"]), output_size=n)
     values = engine.compute_device(user, p["time"], p["amount"], p["mcc"], config, time_factor=p["time_factor"],
-                                   user_offsets=offsets_host)
+                                   user_offsets=offsets_host, columns=p["columns"])
     targets = torch.empty((n_users, batch["amount"].shape[1], len(config.output_columns)), dtype=torch.float32,
                           device=on)
     engine.pad_targets(values, p["offsets"], batch["lengths"].to(on, non_blocking=True), targets)

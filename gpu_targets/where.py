@@ -22,7 +22,7 @@ import pandas as pd
 
 from .spec import STRING_VALUE_AGGREGATIONS, Config, Target, Where
 
-__all__ = ["ColumnInputs", "filter_key", "value_key", "read_column_inputs", "require_column_inputs"]
+__all__ = ["ColumnInputs", "column_arrays", "filter_key", "value_key", "read_column_inputs", "require_column_inputs"]
 
 
 def filter_key(target: Target) -> Optional[tuple]:
@@ -180,10 +180,36 @@ def require_column_inputs(tx, config: Config) -> Optional[ColumnInputs]:
         A target reads such columns and ``tx`` has none (naming the target).
     """
     if tx.columns is None:
-        for t in config.aggregated:
-            if t.where is not None or t.value is not None:
-                from .transactions import DataError
-
-                raise DataError(f"target {t.name!r} reads where:/value: columns, which these transactions were made "
-                                "without (gpu_targets.transactions.extract reads them from the input frame)")
+        _require_none_read(config)
     return tx.columns
+
+
+def _require_none_read(config: Config) -> None:
+    for t in config.aggregated:
+        if t.where is not None or t.value is not None:
+            from .transactions import DataError
+
+            raise DataError(f"target {t.name!r} reads where:/value: columns, which these transactions were made "
+                            "without (gpu_targets.transactions.extract reads them from the input frame)")
+
+
+def column_arrays(columns: Optional[ColumnInputs], n: int, config: Config, plan) -> tuple[np.ndarray, np.ndarray]:
+    """The ``where:``/``value:`` inputs of a compiled plan for ``n`` rows as two host
+    arrays: float64 ``[V, n]`` values (row j: ``plan.value_keys[j]``; NaN null) and uint8
+    ``[W, n]`` masks (row j: ``plan.mask_keys[j]``; 1 = the row passes). Empty when the
+    plan reads none.
+
+    Raises
+    ------
+    DataError
+        ``columns`` is None and a target reads such columns (naming the target).
+    """
+    if columns is None:
+        _require_none_read(config)
+    values = np.empty((len(plan.value_keys), n), dtype=np.float64)
+    for j, key in enumerate(plan.value_keys):
+        values[j] = columns.values[key]
+    masks = np.empty((len(plan.mask_keys), n), dtype=np.uint8)
+    for j, key in enumerate(plan.mask_keys):
+        masks[j] = columns.masks[key]
+    return values, masks

@@ -115,19 +115,48 @@ def test_every_aggregation_for_each_window(window):
 
 
 @_cuda
-def test_derived_targets_and_the_v2_targets_it_refuses():
+def test_derived_targets():
     """Derived targets (SPEC 2.4) over the kernels' float32 outputs, on the device
-    (engines/derive.py with CuPy as xp); any other SPEC v2 target is a ConfigError naming
-    it (the kernels compute version 1 targets: issue 16)."""
-    from gpu_targets.spec import ConfigError
-
+    (engines/derive.py with CuPy as xp)."""
     targets = [T("s", "sum", WINDOWS["expanding"]), T("c", "count", WINDOWS["next"], mcc=[5411]),
                {"name": "r", "derive": "ratio", "of": ["s", "c"]},
                {"name": "l", "derive": "linear", "of": ["s", "c"], "coef": [2.0, -1.0], "fill": -1.0}]
     assert_matches_reference(_frame(seed=4), {"time_unit": "D", "targets": targets}, "cuda")
-    with pytest.raises(ConfigError, match=r"target 'p'\): mode previous: SPEC v2"):
-        generate(_frame(seed=4), {"time_unit": "D", "targets": [
-            T("p", "sum", {"period": "day", "mode": "previous"})]}, backend="cuda")
+
+
+def _spec_v2_hand_cases():
+    import test_spec_v2
+
+    return sorted(n for n, f in vars(test_spec_v2).items()
+                  if n.startswith("test_") and callable(f) and f.__code__.co_varnames[:1] == ("v2_backend",))
+
+
+@_cuda
+@pytest.mark.parametrize("case", _spec_v2_hand_cases())
+def test_spec_v2_hand_cases(case):
+    """Every hand-written SPEC v2 case of tests/test_spec_v2.py (values worked out from
+    SPEC.md's tables) on the cuda engine's range path (engines/cuda/ranges.py)."""
+    import test_spec_v2
+
+    getattr(test_spec_v2, case)("cuda")
+
+
+@_cuda
+def test_v2_period_window_across_a_dst_fall_back_is_refused_with_one_line():
+    """A v2 period window whose local periods go back in time (Antarctica/Troll's
+    fall-back, 03:00 (+02) -> 01:00 (+00): hours go 2, 1, 2) raises as on the cpu engine;
+    the same rows in UTC are computed."""
+    from gpu_targets.calendar import local_wall_clock_ns, period_indices
+
+    times = pd.Timestamp("2023-10-29 00:10:00", tz="UTC").value // 10**9 + np.arange(0, 14) * 600
+    assert (np.diff(period_indices(local_wall_clock_ns(times * 10**9, "Antarctica/Troll"), "hour")) < 0).any()
+    frame = pd.DataFrame({"user_id": [1] * 14, "timestamp": times, "amount": np.arange(1.0, 15.0),
+                          "mcc": [5411] * 14})
+    config = {"time_unit": "s", "timezone": "Antarctica/Troll",
+              "targets": [T("p", "sum", {"period": "hour", "mode": "previous"})]}
+    with pytest.raises(ValueError, match="DST fall-back.*cuda engine"):
+        generate(frame, config, backend="cuda")
+    assert_matches_reference(frame, {**config, "timezone": "UTC"}, "cuda")
 
 
 @_cuda
@@ -217,6 +246,24 @@ def test_matches_reference_on_random_tables(case):
     if len(frame) > 40:  # keep the simulator quick
         frame = frame.iloc[:40]
     assert_matches_reference(frame, config, "cuda")
+
+
+@_cuda
+@settings(max_examples=12)
+@given(case=__import__("test_properties").v2_cases())
+def test_matches_reference_on_random_v2_configs(case):
+    """Random SPEC v2 configs (every window kind, aggregation, where:, value:, derived
+    targets) against the reference, as tests/test_properties.py does for the cpu engine."""
+    from test_properties import _local_period_goes_back
+
+    frame, config = case
+    frame = frame.iloc[:40]  # keep the simulator quick
+    try:
+        assert_matches_reference(frame, config, "cuda")
+    except ValueError as err:
+        if "DST fall-back" not in str(err):
+            raise
+        assert _local_period_goes_back(frame, config), "the cuda engine refused a window it can compute"
 
 
 # --------------------------------------------------------------------------- device input
@@ -419,8 +466,13 @@ def test_torch_feed_computes_cuda_targets_in_the_main_process(workers, monkeypat
 
     monkeypatch.setattr(engines, "get", get_outside_workers)
     df = _frame(n_users=4, rows=9, seed=8, shuffle=True)
+    df["kind"] = np.arange(len(df)) % 3
     cfg = {"time_unit": "D", "targets": [T("s", "sum", WINDOWS["expanding"]), T("k", "topk", WINDOWS["forward"], k=2),
-                                         T("d", "std", WINDOWS["trailing"], fill=nan)]}
+                                         T("d", "std", WINDOWS["trailing"], fill=nan),
+                                         # [v2] where:/value: columns travel with the batch to the device
+                                         T("w", "sum", {"rows": 3, "mode": "trailing"},
+                                           where=[{"column": "kind", "eq": 1}]),
+                                         T("u", "nunique", {"rows": 4, "mode": "forward"}, value="kind")]}
     ref = SequenceDataset(df, cfg, max_len=6, backend="cpu")
     dev = SequenceDataset(df, cfg, max_len=6, backend="cuda")
     got = list(dev.loader(batch_size=3, num_workers=workers))
@@ -438,9 +490,10 @@ def test_torch_feed_computes_cuda_targets_in_the_main_process(workers, monkeypat
     items = [dev[i] for i in range(2)]
     monkeypatch.setattr("gpu_targets.torch_batch.get_worker_info", lambda: object())
     host = collate_users(items, dev.config, backend="cuda")
-    assert "targets" not in host and set(host["pending"]) == {"time", "amount", "mcc", "offsets", "time_factor"}
+    assert "targets" not in host
+    assert set(host["pending"]) == {"time", "amount", "mcc", "offsets", "time_factor", "columns"}
     done = dev.finish(host)
-    assert done["targets"].shape == (2, 9, 4) and "pending" not in done
+    assert done["targets"].shape == (2, 9, 6) and "pending" not in done
 
 
 # --------------------------------------------------------------------------- distributed job

@@ -36,8 +36,6 @@ def test_sdsj2016_matches_reference(engine, config_name):
 def test_sdsj2016_v2_config_matches_reference(engine):
     """configs/sdsj2016_v2.yaml: tr_type filters, previous months, time since the last ATM
     withdrawal, distinct MCCs and terminals, a spend-growth ratio (SPEC v2)."""
-    if engine == "cuda":
-        pytest.skip("the cuda engine computes SPEC v1 targets (and derived ones) only so far: issue 16")
     frame = _sdsj_users(12)
     config = load_config(REPO / "configs" / "sdsj2016_v2.yaml")
     out = assert_matches_reference(frame, config, engine)

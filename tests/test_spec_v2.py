@@ -3,8 +3,8 @@ for ``where:``/``value:``, and the reference engine on hand-written cases for ev
 v2 row (values worked out by hand from SPEC.md's tables, not by running the engine).
 
 Every hand case runs on the reference and the cpu engine (its range path, engines/cpu/
-ranges.py). The cuda kernels compute version 1 targets and derived ones only so far
-(issue 16): they refuse any other v2 target with a ConfigError naming it.
+ranges.py); tests/test_cuda_sim.py runs each of them on the cuda engine too (its range
+path, engines/cuda/ranges.py; under the simulator in CI).
 """
 
 from __future__ import annotations
@@ -291,21 +291,16 @@ def test_version_1_configs_are_unchanged_and_time_fills_default_to_nan():
                                      "window": {"rows": 1, "mode": "forward"}}]}).targets[0].fill == -1
 
 
-def test_the_cuda_plan_names_the_v2_target_it_does_not_compute_yet():
-    """The cuda engine compiles its plan without the range path: a v2 target is a
-    ConfigError naming it (tests/test_cuda_sim.py runs the engine itself)."""
+def test_the_plan_keeps_derived_columns_in_place_and_marks_v2_targets_ranged():
     from gpu_targets.engines.plan import compile_plan
 
     cfg = load_config({"targets": [
         {"name": "ok", "agg": "sum", "window": {"period": "day", "mode": "expanding"}},
-        {"name": "med", "agg": "median", "window": {"rows": 2, "mode": "trailing"}},
-        {"name": "r", "derive": "ratio", "of": ["ok", "ok"]}]})
-    with pytest.raises(ConfigError, match=r"targets\[1\] \(target 'med'\): agg median, a rows window: SPEC v2"):
-        compile_plan(cfg)
-    plan = compile_plan(load_config({"targets": [cfg.targets[0].model_dump(exclude_none=True),
-                                                 {"name": "r", "derive": "ratio", "of": ["ok", "ok"]}]}))
-    assert plan.n_columns == 2 and len(plan.window) == 1  # the derived column keeps its place
-    assert compile_plan(cfg, ranges=True).ranged.tolist() == [False, True]
+        {"name": "r", "derive": "ratio", "of": ["ok", "ok"]},
+        {"name": "med", "agg": "median", "window": {"rows": 2, "mode": "trailing"}}]})
+    plan = compile_plan(cfg)
+    assert plan.n_columns == 3 and len(plan.window) == 2  # the derived column keeps its place
+    assert plan.ranged.tolist() == [False, True] and plan.col.tolist() == [0, 2]
 
 
 def test_where_and_value_columns_reach_the_format_adapters_and_composite_users(v2_backend):

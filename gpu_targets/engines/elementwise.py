@@ -214,3 +214,19 @@ def topk_insert(buf, kn, k, x):
         j -= 1
     buf[j] = x
     return kn
+
+
+@register_jitable
+def quantile_of(y0, y1, h, low, median):
+    """The quantile at h = (n - 1) q of a window's n values (SPEC.md 2.2: numpy's default
+    linear interpolation) from its order statistics ``y0`` (0-based rank ``low`` =
+    floor(h)) and ``y1`` (rank low + 1, or ``y0`` at the top). The median of two values is
+    their midpoint, halved first when the sum alone would overflow (1e308 + 1e308)."""
+    if h == low:
+        return y0
+    if median:
+        v = (y0 + y1) / 2
+        if not math.isfinite(v) and math.isfinite(y0) and math.isfinite(y1):
+            v = y0 / 2 + y1 / 2
+        return v
+    return y0 + (h - low) * (y1 - y0)

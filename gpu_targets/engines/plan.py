@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..calendar import PERIOD_CODES
-from ..spec import AGGREGATIONS, MAX_FILTERS, Config, ConfigError, Derived, Target
+from ..spec import MAX_FILTERS, Config, Derived
 
 # window modes (PREVIOUS: SPEC v2, taken by the range path only)
 EXPANDING, FULL, NEXT, TRAILING, FORWARD, PREVIOUS = range(6)
@@ -29,6 +29,12 @@ AGG_CODES = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "
              "time_to_next": TIME_TO_NEXT, "time_since_last": TIME_SINCE_LAST}
 
 N_MCC = 10000
+
+#: The error of the cpu and cuda engines for a SPEC v2 period window of a user whose local
+#: period index goes back in time (a DST fall-back across a period boundary): its windows
+#: are no contiguous range of the user's rows (the reference engine computes them).
+NONMONOTONE_PERIODS = ("a SPEC v2 period window where local time goes back across a period boundary (a DST "
+                       "fall-back): the {engine} engine cannot compute it; use backend reference")
 
 
 @dataclass(frozen=True)
@@ -87,43 +93,19 @@ class Plan:
     mask_keys: tuple = ()
 
 
-def v2_features(t: Target) -> str:
-    """The SPEC v2 keys a target uses, in words (``"agg median, window rows"``)."""
-    used = []
-    if t.agg not in AGGREGATIONS[:8]:
-        used.append(f"agg {t.agg}")
-    w = t.window
-    if w.kind == "rows":
-        used.append("a rows window")
-    if w.mode == "previous":
-        used.append("mode previous")
-    if w.periods is not None and w.periods != 1:
-        used.append(f"periods: {w.periods}")
-    if w.kind == "duration" and w.offset_ns:
-        used.append(f"offset: {w.offset}")
-    if t.where is not None:
-        used.append("where")
-    if t.value is not None:
-        used.append("value")
-    return ", ".join(used)
-
-
-def compile_plan(config: Config, *, ranges: bool = False) -> Plan:
+def compile_plan(config: Config) -> Plan:
     """Compile a config's targets into a :class:`Plan`.
 
     Derived targets (SPEC.md 2.4) take no place in the plan (the engine fills their
     columns from the others afterwards: :func:`.derive.apply_derived`); the output
     columns of the others keep their config positions (``col``).
 
-    ``ranges``: the engine computes SPEC v2 targets on its range path (the cpu engine);
-    they come last in execution order.
+    SPEC v2 targets (any v2 window, aggregation, ``where:`` or ``value:``) are marked
+    ``ranged``: the cpu and cuda engines compute them on their range paths, last in
+    execution order.
 
     Raises
     ------
-    ConfigError
-        Without ``ranges``, a target uses a SPEC v2 window, aggregation, ``where:`` or
-        ``value:`` (the cuda kernels compute version 1 targets; the ``reference`` engine
-        computes every one).
     ValueError
         More than 64 distinct (mcc, sign) filters (split the config).
     """
@@ -141,10 +123,6 @@ def compile_plan(config: Config, *, ranges: bool = False) -> Plan:
         if isinstance(t, Derived):
             c += 1
             continue
-        if not t.is_v1 and not ranges:
-            raise ConfigError(f"targets[{i}] (target {t.name!r})",
-                              f"{v2_features(t)}: SPEC v2, computed by the reference and cpu engines only so far; "
-                              "use backend='cpu' or 'reference' for this config")
         targets.append(t)
         w = t.window
         ranged.append(not t.is_v1)

@@ -69,7 +69,7 @@ from ...spec import Config
 from ...transactions import Transactions
 from ..elementwise import row_filter_bits
 from ..grouping import group_users, readonly as _ro
-from ...where import require_column_inputs
+from ...where import column_arrays
 from ..derive import apply_derived
 from ..plan import WK_DURATION, Plan, compile_plan
 from .driver import driver_shape, load_driver, target_kernels
@@ -119,7 +119,7 @@ def _ratio(period_ns: int, tick_ns: int) -> tuple[int, int]:
 
 def _driver(config: Config, plan: Plan = None):
     """The per-config driver module (:mod:`.driver`) of ``config``."""
-    plan = compile_plan(config, ranges=True) if plan is None else plan
+    plan = compile_plan(config) if plan is None else plan
     return load_driver(driver_shape(plan, config.timezone == "UTC"))
 
 
@@ -128,7 +128,7 @@ def compile_seconds(config: Config) -> int:
     2-core development machine, in whole seconds (about 10 s for one kernel, 26 s for
     seed20's seven: ``benchmarks/cold_start.py``); less when other configs already
     compiled some of the kernels."""
-    n_kernels = len(driver_shape(compile_plan(config, ranges=True), config.timezone == "UTC")[1])
+    n_kernels = len(driver_shape(compile_plan(config), config.timezone == "UTC")[1])
     return int(5 * round((7 + 2.7 * n_kernels) / 5))
 
 
@@ -221,19 +221,6 @@ def _in_threads(fn, offsets: np.ndarray, u0: int, u1: int, args: tuple) -> None:
         f.result()
 
 
-def _column_arrays(tx: Transactions, config: Config, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-    """[v2] float64 [V, n] value arrays and uint8 [W, n] where masks, in the plan's order."""
-    n = len(tx)
-    columns = require_column_inputs(tx, config) if plan.value_keys or plan.mask_keys else None
-    values = np.empty((len(plan.value_keys), n), dtype=np.float64)
-    for j, key in enumerate(plan.value_keys):
-        values[j] = columns.values[key]
-    masks = np.empty((len(plan.mask_keys), n), dtype=np.uint8)
-    for j, key in enumerate(plan.mask_keys):
-        masks[j] = columns.masks[key]
-    return values, masks
-
-
 def compute(
     tx: Transactions, config: Config, progress=None, *, rows_per_batch: int = 1 << 21, out: np.ndarray = None
 ) -> np.ndarray:
@@ -259,7 +246,7 @@ def compute(
         Row ``c`` is output column ``config.output_columns[c]``, in input row order
         (``out`` when given).
     """
-    plan: Plan = compile_plan(config, ranges=True)
+    plan: Plan = compile_plan(config)
     users_targets = _driver(config, plan).users_targets
     kind = target_kernels(plan)
     kmax = np.int64(max(int(plan.k.max(initial=1)), 1))
@@ -284,7 +271,7 @@ def compute(
     lfac = np.int64(tx.time_factor if local_is_utc else 1)
     fdense = _dense_filters(mcc, amount, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits)
     runp = np.array([*_ratio(_NS_PER_DAY, int(lfac)), *_ratio(_NS_PER_HOUR, int(lfac))], dtype=np.int64)
-    values, masks = _column_arrays(tx, config, plan)
+    values, masks = column_arrays(tx.columns, len(tx), config, plan)
     rows = InputRows(order, has_order, time, tfac, local, lfac, local_is_utc, amount, mcc, values, masks)
     arrays = PlanArrays(plan.window, param, plan.period_slot, plan.agg, plan.k, plan.fbit, plan.absval, plan.fill,
                         plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION, WK_PERIOD
+from ..elementwise import quantile_of
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
 from .topk import _sliding_topk, fenwick_kth, fenwick_ranks, fenwick_slide
 
@@ -235,19 +236,6 @@ def _range_nunique(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst)
         dst[r] = distinct
 
 
-@njit(cache=True, inline="always")
-def _quantile_of(y0, y1, h, low, median):
-    """SPEC.md 2.2 from the two order statistics around h = (n - 1) q."""
-    if h == low:
-        return y0
-    if median:
-        v = (y0 + y1) / 2
-        if not math.isfinite(v) and math.isfinite(y0) and math.isfinite(y1):
-            v = y0 / 2 + y1 / 2
-        return v
-    return y0 + (h - low) * (y1 - y0)
-
-
 #: Largest window (in V rows) for which :func:`_range_quantile` keeps a sorted buffer
 #: (an insertion or removal moves up to this many values) rather than a Fenwick tree
 #: (O(log nv) branchy steps per insertion and per order statistic). Chosen with
@@ -295,7 +283,7 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
                 continue
             h = (n - 1) * qq
             low = int(math.floor(h))
-            dst[r] = _quantile_of(buf[low], buf[min(low + 1, n - 1)], h, low, median)
+            dst[r] = quantile_of(buf[low], buf[min(low + 1, n - 1)], h, low, median)
         return
     sorted_vals, rank, tree, top = fenwick_ranks(vv, nv)
     a = 0
@@ -310,4 +298,4 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
         low = int(math.floor(h))
         y0 = sorted_vals[fenwick_kth(tree, top, nv, low + 1)]
         y1 = sorted_vals[fenwick_kth(tree, top, nv, low + 2)] if h != low else y0
-        dst[r] = _quantile_of(y0, y1, h, low, median)
+        dst[r] = quantile_of(y0, y1, h, low, median)

@@ -80,7 +80,8 @@ from ...calendar import utc_offset_table  # noqa: E402
 from ...spec import Config  # noqa: E402
 from ...transactions import Transactions  # noqa: E402
 from ..derive import apply_derived  # noqa: E402
-from ..plan import MAX, MIN, NEXT, TOPK, Plan, compile_plan  # noqa: E402
+from ...where import ColumnInputs, column_arrays  # noqa: E402
+from ..plan import MAX, MIN, N_MCC, NEXT, NONMONOTONE_PERIODS, TOPK, WK_PERIOD, Plan, compile_plan  # noqa: E402
 from .kernels import (  # noqa: E402
     BLOCK,
     _duration_moments,
@@ -93,6 +94,7 @@ from .kernels import (  # noqa: E402
     _period_topk,
     _scan,
 )
+from .ranges import _range_bounds, _range_values, v_values  # noqa: E402
 
 __all__ = ["compute", "compute_device", "pad_targets", "use_rmm", "xp", "SIMULATOR"]
 
@@ -102,6 +104,9 @@ _SIM_BATCH_ROWS = 1 << 16
 # scratch bytes per row of a batch: scan state (8 x 8 B) + per period slot key and order
 _SCRATCH_ROW_BYTES = 64
 _SLOT_ROW_BYTES = 16
+# SPEC v2 targets: bounds (16 B), identity and filler (12 B), the batch's amounts and MCCs
+# (12 B), one target's gathered values, mask and V (17 B), and their temporaries
+_RANGE_ROW_BYTES = 96
 
 
 def _stable_argsort_by(primary, secondary):
@@ -150,8 +155,48 @@ def _stable_period_order(key, offs):
     return _stable_argsort_by(uidx, key)
 
 
-def _default_batch_rows(n_slots: int) -> int:
-    per_row = _SCRATCH_ROW_BYTES + _SLOT_ROW_BYTES * n_slots
+class _RangeScratch:
+    """Scratch of the SPEC v2 targets for batches of up to ``rows`` rows, and one target's
+    launch (:mod:`.ranges`)."""
+
+    def __init__(self, rows: int, time_factor: int):
+        self.lo = xp.empty(rows, dtype=xp.int64)
+        self.hi = xp.empty(rows, dtype=xp.int64)
+        self.ident = xp.arange(rows, dtype=xp.int64)
+        self.zeros = xp.zeros(rows, dtype=xp.int32)
+        self.all_bits = xp.ones(N_MCC, dtype=xp.uint64)  # with all_sign and 1: a filter every row passes
+        self.all_sign = xp.ones(3, dtype=xp.uint64)
+        self.sec = np.float64(time_factor * 1e-9)  # seconds per tick
+
+    def batch(self, gb, amount, mcc):
+        """The batch's amounts and MCCs in scan order (the mcc/sign filters read them)."""
+        self.amount, self.mcc = amount[gb], mcc[gb]
+
+    def target(self, plan, ti, offs, gb, nblk, time, tfac, values, masks, mcc_bits, sign_bits, slot_key, monotone,
+               out, stream):
+        nb = gb.shape[0]
+        wk = int(plan.wkind[ti])
+        key = self.ident[:nb]  # read by period windows only
+        if wk == WK_PERIOD:
+            sl = int(plan.period_slot[ti])
+            if not monotone[sl]:
+                raise ValueError(NONMONOTONE_PERIODS.format(engine="cuda"))
+            key = slot_key[sl]
+        vc, wm = int(plan.vcol[ti]), int(plan.wmask[ti])
+        x = self.amount if vc < 0 else values[vc][gb]
+        xv = v_values(self.amount, self.mcc, x, None if wm < 0 else masks[wm][gb], mcc_bits, sign_bits,
+                      plan.nomcc_bits, int(plan.fbit[ti]), bool(plan.absval[ti]))
+        lo, hi = self.lo[:nb], self.hi[:nb]
+        _range_bounds[nblk, BLOCK, stream](offs, gb, time, tfac, key, np.int64(wk), np.int64(plan.window[ti]),
+                                           np.int64(plan.nwin[ti]), np.int64(plan.offset[ti]), lo, hi)
+        _range_values[nblk, BLOCK, stream](offs, gb, self.ident[:nb], time, self.sec, lo, hi, xv, self.zeros[:nb],
+                                           self.all_bits, self.all_sign, np.uint64(1), np.int64(plan.agg[ti]),
+                                           np.float64(plan.q[ti]), np.int64(plan.k[ti]), np.float64(plan.fill[ti]),
+                                           out, np.int64(plan.col[ti]))
+
+
+def _default_batch_rows(n_slots: int, ranged: bool) -> int:
+    per_row = _SCRATCH_ROW_BYTES + _SLOT_ROW_BYTES * n_slots + (_RANGE_ROW_BYTES if ranged else 0)
     free = _free_device_bytes()
     if free is None:
         return _SIM_BATCH_ROWS
@@ -159,11 +204,13 @@ def _default_batch_rows(n_slots: int) -> int:
 
 
 def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, max_rows_per_batch, progress,
-         stream, out=None, user_offsets=None):
+         stream, out=None, user_offsets=None, values=None, masks=None):
     """Every target of ``plan`` on ``xp`` arrays (input row order); float32 [n_cols, n] ``xp`` array.
 
     ``user_offsets`` (host int64 [n_users + 1]): the rows are known to be grouped by user
     and time-sorted, so neither the check nor the sort runs (no device-to-host sync).
+    ``values`` float64 [V, n], ``masks`` uint8 [W, n] (``xp``): the SPEC v2 ``value:`` and
+    ``where:`` inputs, rows in ``plan.value_keys`` / ``plan.mask_keys`` order.
     """
     n = time.shape[0]
     if out is None:
@@ -185,7 +232,7 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
     sign_bits = xp.asarray(plan.sign_bits)
     nomcc = np.uint64(plan.nomcc_bits)
     n_slots = plan.period_codes.shape[0]
-    cap = int(max_rows_per_batch or _default_batch_rows(n_slots))
+    cap = int(max_rows_per_batch or _default_batch_rows(n_slots, bool(plan.ranged.any())))
     n_users = offsets_h.shape[0] - 1
     biggest = int(np.max(np.diff(offsets_h)))
     rows = max(min(cap, n), biggest)
@@ -193,6 +240,7 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
     s1h, s1l, s2h, s2l, mn, mx = (xp.empty(rows, dtype=xp.float64) for _ in range(6))
     keys = [xp.empty(rows, dtype=xp.int64) for _ in range(n_slots)]
     flags = xp.ones(max(n_slots, 1), dtype=xp.int32)
+    ranges = _RangeScratch(rows, time_factor) if plan.ranged.any() else None
     u0 = 0
     while u0 < n_users:
         u1 = int(np.searchsorted(offsets_h, offsets_h[u0] + cap, side="right")) - 1
@@ -221,7 +269,13 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
                 key = key[perm]
             slot_key.append(key)
         scanned = None
+        if ranges is not None:
+            ranges.batch(gb, amount, mcc)
         for ti in range(plan.window.shape[0]):
+            if plan.ranged[ti]:  # SPEC v2 target: the range path (ranges.py)
+                ranges.target(plan, ti, offs, gb, nblk, time, tfac, values, masks, mcc_bits, sign_bits, slot_key,
+                              monotone, out, stream)
+                continue
             w = int(plan.window[ti])
             g_agg = int(plan.agg[ti])
             col = np.int64(plan.col[ti])
@@ -266,7 +320,7 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
 
 
 def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int = 1, max_rows_per_batch=None,
-                   user_offsets=None):
+                   user_offsets=None, columns: ColumnInputs = None):
     """All targets of ``config`` for transactions already on the device.
 
     Parameters
@@ -312,7 +366,10 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
     TypeError
         An input is not a device array.
     ValueError
-        Inputs of different lengths, not 1-d, or on different devices.
+        Inputs of different lengths, not 1-d, or on different devices; a SPEC v2 period
+        window of a user whose local period index goes back in time (DST fall-back).
+    DataError
+        The config reads ``where:``/``value:`` columns and ``columns`` is None.
     """
     plan = compile_plan(config)
     inputs = (user, time, amount, mcc)
@@ -322,8 +379,9 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
         lengths = {a.shape[0] for a in arrays}
         if len(lengths) != 1:
             raise ValueError(f"user, time, amount and mcc must have the same length, got {sorted(lengths)}")
+        vcols, masks = (xp.asarray(a) for a in column_arrays(columns, arrays[0].shape[0], config, plan))
         values = _run(*arrays, plan, config.timezone, int(time_factor), max_rows_per_batch, None, stream,
-                      user_offsets=user_offsets)
+                      user_offsets=user_offsets, values=vcols, masks=masks)
         apply_derived(config, values, xp)
         return values
 
@@ -352,11 +410,20 @@ def compute(tx: Transactions, config: Config, progress=None, *, out=None, max_ro
     ndarray of float32, shape (n_target_columns, n)
         Row ``c`` is output column ``config.output_columns[c]``, in input row order
         (``out`` when given).
+
+    Raises
+    ------
+    ValueError
+        A SPEC v2 period window of a user whose local period index goes back in time.
+    DataError
+        The config reads ``where:``/``value:`` columns ``tx`` was made without.
     """
     plan = compile_plan(config)
     arrays = [xp.array(a) for a in (tx.user, tx.time, tx.amount, tx.mcc)]  # a device copy (host copy: simulator)
+    vcols, masks = (xp.array(a) for a in column_arrays(tx.columns, len(tx), config, plan))
     with _on_device_of(arrays) as stream:
-        values = _run(*arrays, plan, config.timezone, int(tx.time_factor), max_rows_per_batch, progress, stream)
+        values = _run(*arrays, plan, config.timezone, int(tx.time_factor), max_rows_per_batch, progress, stream,
+                      values=vcols, masks=masks)
         apply_derived(config, values, xp)
         host = _asnumpy(values)
     if out is None:

@@ -36,7 +36,7 @@ from ... import calendar
 from .. import elementwise
 
 __all__ = ["civil_from_days", "compensated_add", "dd_add_dd", "direct_sum_add", "finish_direct_sum", "moments_result", "period_index",
-           "period_of_day", "row_filter_bits", "sample_std", "std_is_trusted", "sum_is_trusted", "topk_insert", "two_prod"]
+           "period_of_day", "quantile_of", "row_filter_bits", "sample_std", "std_is_trusted", "sum_is_trusted", "topk_insert", "two_prod"]
 
 
 def _device(fn, namespace: dict):
@@ -63,7 +63,7 @@ for _name in _CALENDAR:
 # elementwise: two_prod (FMA) and dd_add_dd <- sample_std <- moments_result; row_filter_bits;
 # the duration windows' trust checks and direct sums
 _ELEMENTWISE = ("dd_add_dd", "sample_std", "moments_result", "row_filter_bits", "compensated_add", "direct_sum_add",
-                "sum_is_trusted", "std_is_trusted", "finish_direct_sum", "topk_insert")
+                "sum_is_trusted", "std_is_trusted", "finish_direct_sum", "topk_insert", "quantile_of")
 _elementwise_ns = dict(vars(elementwise))
 _elementwise_ns["cuda"] = cuda
 _elementwise_ns["two_prod"] = _device(_two_prod_fma, _elementwise_ns)

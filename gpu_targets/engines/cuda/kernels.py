@@ -366,6 +366,27 @@ def _window_direct(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit,
     return scale * math.sqrt((s + c) / (n - 1))
 
 
+@cuda.jit(device=True, inline="always")
+def _window_extreme(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf, agg, k, fill, out, col, row):
+    """min/max (O(w)) or top-k (O(w k)) of the rows in V among scan positions [lo, hi),
+    written to ``out[col(:col + k), row]``."""
+    kn = 0
+    ext = math.inf if agg == MIN else -math.inf
+    for j in range(lo, hi):
+        inv, x = _row_value(g, j, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf)
+        if inv:
+            if agg == TOPK:
+                kn = topk_insert(out[col : col + k, row], kn, k, x)
+            else:
+                kn = 1
+                ext = min(ext, x) if agg == MIN else max(ext, x)
+    if agg == TOPK:
+        for j in range(kn, k):
+            out[col + j, row] = fill
+    else:
+        out[col, row] = ext if kn > 0 else fill
+
+
 @cuda.jit(cache=True)
 def _duration_scan(offs, g, time, tfac, d, mode, agg, k, fill, amount, mcc, mcc_bits, sign_bits, nomcc_bits,
                    bit, absf, out, col):
@@ -374,22 +395,8 @@ def _duration_scan(offs, g, time, tfac, d, mode, agg, k, fill, amount, mcc, mcc_
     q = s + cuda.threadIdx.x
     while q < e:
         lo, hi = _duration_bounds(time, g, tfac, s, e, q, d, mode)
-        row = g[q]
-        kn = 0
-        ext = math.inf if agg == MIN else -math.inf
-        for j in range(lo, hi):
-            inv, x = _row_value(g, j, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf)
-            if inv:
-                if agg == TOPK:
-                    kn = topk_insert(out[col : col + k, row], kn, k, x)
-                else:
-                    kn = 1
-                    ext = min(ext, x) if agg == MIN else max(ext, x)
-        if agg == TOPK:
-            for j in range(kn, k):
-                out[col + j, row] = fill
-        else:
-            out[col, row] = ext if kn > 0 else fill
+        _window_extreme(g, lo, hi, amount, mcc, mcc_bits, sign_bits, nomcc_bits, bit, absf, agg, k, fill, out, col,
+                        g[q])
         q += cuda.blockDim.x
 
 
