@@ -36,7 +36,6 @@ from .spec_base import (  # noqa: F401 - the vocabulary, used here and re-export
     DURATION_UNITS_NS,
     FORMATS,
     MAX_DURATION_NS,
-    MAX_FILTERS,
     MAX_K,
     MAX_PERIODS,
     MAX_ROWS,
@@ -172,22 +171,6 @@ class Config(_Model):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
             raise ValueError(f"{_short(v)} is not an IANA time zone name (e.g. UTC, Europe/Moscow)") from None
         return v
-
-    @model_validator(mode="after")
-    def _filters_fit(self) -> "Config":
-        filters: dict[tuple, int] = {}
-        for i, t in enumerate(self.targets):
-            if not isinstance(t, Target):
-                continue
-            key = (t.mcc_codes, t.sign)
-            if key not in filters:
-                if len(filters) == MAX_FILTERS:
-                    raise _KeyProblem(
-                        f"targets[{i}]",
-                        f"target {t.name!r} needs a distinct mcc/sign filter beyond the {MAX_FILTERS} a config may "
-                        f"use (targets[0..{i - 1}] use {MAX_FILTERS}); split the config in two")
-                filters[key] = i
-        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":

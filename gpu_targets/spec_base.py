@@ -42,8 +42,6 @@ _NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_DURATION_NS = 36_500 * 86_400 * 10**9
 #: Largest ``k`` of a top-k target (one output column per place).
 MAX_K = 1_000
-#: Distinct ``(mcc, sign)`` filters one config may use (the engines' one 64-bit filter word).
-MAX_FILTERS = 64
 #: [v2] Largest ``periods: N`` of a period window (about 11 years of hours).
 MAX_PERIODS = 100_000
 #: [v2] Largest ``rows: N`` and ``offset: K`` of a rows window.

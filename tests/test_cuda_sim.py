@@ -142,6 +142,15 @@ def test_spec_v2_hand_cases(case):
 
 
 @_cuda
+def test_any_number_of_distinct_filters():
+    """132 targets with 132 distinct mcc/sign filters (tests/test_hostile.py's case):
+    the range path's filter tables of several 64-filter words, on the device."""
+    import test_hostile
+
+    test_hostile.test_any_number_of_distinct_filters("cuda")
+
+
+@_cuda
 def test_v2_period_window_across_a_dst_fall_back_is_refused_with_one_line():
     """A v2 period window whose local periods go back in time (Antarctica/Troll's
     fall-back, 03:00 (+02) -> 01:00 (+00): hours go 2, 1, 2) raises as on the cpu engine;

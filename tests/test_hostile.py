@@ -375,17 +375,24 @@ def test_sdsj2016_times_outside_the_clock_are_refused(bad):
     assert len(gpu_targets.generate(frame, cfg, backend="cpu")) == 2
 
 
-def test_more_filters_than_the_engines_hold_is_a_config_error_naming_the_target():
-    from gpu_targets import ConfigError, load_config
-    from gpu_targets.spec import MAX_FILTERS
+def test_any_number_of_distinct_filters(backend):
+    """Version 1 targets hold 64 distinct mcc/sign filters in one bit set per row; the
+    65th and later ones, and every SPEC v2 target's, take the range path's filter tables
+    (any number of 64-filter words): 132 targets, 66 v1 and 66 v2, one filter each."""
+    from conftest import assert_matches_reference
+    from gpu_targets import load_config
+    from gpu_targets.engines.plan import MAX_FILTERS, compile_plan
 
-    targets = [{"name": f"t{i}", "agg": "sum", "mcc": [1000 + i], "window": _WINDOW} for i in range(MAX_FILTERS)]
-    load_config({"targets": targets})  # 64 fit
-    targets.append({"name": "one_too_many", "agg": "sum", "mcc": [9999], "window": _WINDOW})
-    with pytest.raises(ConfigError, match=r"targets\[64\].*one_too_many.*split the config"):
-        load_config({"targets": targets})
-    targets[-1]["mcc"] = [1000]  # a filter already in use: fine
-    load_config({"targets": targets})
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"user_id": np.repeat([1, 2], 40), "timestamp": np.tile(np.arange(40) // 3, 2),
+                          "amount": np.round(rng.normal(0, 50, 80), 2), "mcc": rng.integers(1000, 1075, 80)})
+    targets = [{"name": f"t{i}", "agg": "sum", "mcc": [1000 + i, 1001 + i], "window": _WINDOW} for i in range(66)]
+    targets += [{"name": f"v{i}", "agg": "median" if i % 2 else "count", "mcc": [1000 + i], "sign": "negative",
+                 "window": {"rows": 5, "mode": "trailing"}} for i in range(66)]
+    config = {"time_unit": "D", "targets": targets}
+    plan = compile_plan(load_config(config))
+    assert plan.ranged.sum() == 66 - MAX_FILTERS + 66 and plan.range_mcc_bits.shape[0] == 2  # 68 filters: 2 words
+    assert_matches_reference(frame, config, backend)
 
 
 # --------------------------------------------------------------------------- time limits

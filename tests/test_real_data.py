@@ -31,15 +31,9 @@ def test_sdsj2016_matches_reference(engine, config_name):
     out = assert_matches_reference(frame, config, engine)
     assert list(out.columns[: frame.shape[1]]) == list(frame.columns)
     assert len(out) == len(frame)
-
-
-def test_sdsj2016_v2_config_matches_reference(engine):
-    """configs/sdsj2016_v2.yaml: tr_type filters, previous months, time since the last ATM
-    withdrawal, distinct MCCs and terminals, a spend-growth ratio (SPEC v2)."""
-    frame = _sdsj_users(12)
-    config = load_config(REPO / "configs" / "sdsj2016_v2.yaml")
-    out = assert_matches_reference(frame, config, engine)
-    assert out["secs_since_atm"].notna().any() and out["terminals_nunique_7d"].max() >= 1
+    if config_name == "sdsj2016.yaml":  # its SPEC v2 targets (tr_type filters, terminals...) hit real rows
+        assert out["secs_since_atm"].notna().any() and out["terminals_nunique_7d"].max() >= 1
+        assert out["cash_sum_30d"].max() > 0
 
 
 def test_sdsj2016_shuffled_rows_give_the_same_targets(engine):

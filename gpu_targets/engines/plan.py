@@ -1,9 +1,12 @@
 """A config compiled into flat integer/float arrays that kernels (CPU and CUDA) read.
 
 Targets become rows of small arrays (window kind, period code or duration, aggregation,
-filter bit, ...). The ``mcc``/``sign`` filters of all targets are deduplicated into at
-most 64 distinct filters; a transaction's filters are one ``uint64`` bit set computed
-once per row from an MCC lookup table and the amount's sign.
+filter bit, ...). The ``mcc``/``sign`` filters of the version 1 targets are deduplicated
+into at most 64 distinct filters; a transaction's filters are one ``uint64`` bit set
+computed once per row from an MCC lookup table and the amount's sign. The range path's
+targets (SPEC v2 ones, and version 1 targets whose filter would be a 65th) have filter
+tables of their own, of any number of 64-filter words: a config may use any number of
+distinct filters.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..calendar import PERIOD_CODES
-from ..spec import MAX_FILTERS, Config, Derived
+from ..spec import Config, Derived
 
 # window modes (PREVIOUS: SPEC v2, taken by the range path only)
 EXPANDING, FULL, NEXT, TRAILING, FORWARD, PREVIOUS = range(6)
@@ -29,6 +32,9 @@ AGG_CODES = {"count": COUNT, "sum": SUM, "mean": MEAN, "min": MIN, "max": MAX, "
              "time_to_next": TIME_TO_NEXT, "time_since_last": TIME_SINCE_LAST}
 
 N_MCC = 10000
+#: Distinct mcc/sign filters of the version 1 targets held in one uint64 bit set per row;
+#: a version 1 target whose filter would be another one takes the range path.
+MAX_FILTERS = 64
 
 #: The error of the cpu and cuda engines for a SPEC v2 period window of a user whose local
 #: period index goes back in time (a DST fall-back across a period boundary): its windows
@@ -48,7 +54,8 @@ class Plan:
     period_slot : int64 [T]    index into the per-user period arrays (-1 for durations)
     agg : int64 [T]            COUNT .. TOPK
     k : int64 [T]              topk size (1 otherwise)
-    fbit : int64 [T]           filter bit of the target
+    fbit : int64 [T]           filter bit of the target (``ranged``: its filter's index in the
+                               ``range_*`` tables: word ``f >> 6``, bit ``f & 63``)
     absval : bool [T]          aggregate |amount|
     fill : float64 [T]         value of an empty window
     col : int64 [T]            first output row of the target
@@ -57,7 +64,10 @@ class Plan:
     mcc_bits : uint64 [10000]  bit f set when MCC passes filter f's mcc list (or f has none)
     sign_bits : uint64 [3]     filters allowed for amount < 0, == 0, > 0
     n_columns : int
-    ranged : bool [T]          [v2] the target takes the range path (any SPEC v2 key): its window is
+    range_mcc_bits : uint64 [W, 10000], range_sign_bits : uint64 [W, 3], range_nomcc_bits : uint64 [W]
+                               the range path's filter tables, as ``mcc_bits``... per word of 64 filters
+    ranged : bool [T]          [v2] the target takes the range path (any SPEC v2 key, or a 65th
+                               distinct filter among version 1 targets): its window is
                                ``wkind`` with ``nwin`` (N periods, D ns, or N rows) and ``offset`` (G ns
                                or K rows), its values ``vcol`` (-1: the amount), its where mask ``wmask``
     wkind : int64 [T]          WK_PERIOD, WK_DURATION or WK_ROWS
@@ -91,6 +101,9 @@ class Plan:
     wmask: np.ndarray = None
     value_keys: tuple = ()
     mask_keys: tuple = ()
+    range_mcc_bits: np.ndarray = None
+    range_sign_bits: np.ndarray = None
+    range_nomcc_bits: np.ndarray = None
 
 
 def compile_plan(config: Config) -> Plan:
@@ -104,15 +117,15 @@ def compile_plan(config: Config) -> Plan:
     ``ranged``: the cpu and cuda engines compute them on their range paths, last in
     execution order.
 
-    Raises
-    ------
-    ValueError
-        More than 64 distinct (mcc, sign) filters (split the config).
+    Version 1 targets share one 64-bit set of filters; one whose (mcc, sign) filter would
+    be the 65th distinct one takes the range path too (same result; there a DST fall-back
+    across a period boundary is refused: :data:`NONMONOTONE_PERIODS`).
     """
     from ..where import filter_key, value_key
 
     targets = []
-    filters: dict[tuple, int] = {}
+    filters: dict[tuple, int] = {}  # version 1 filters -> bit
+    range_filters: dict[tuple, int] = {}  # the range path's -> index
     period_codes: list[int] = []
     window, param, slot, agg, k, fbit, absval, fill, col = ([] for _ in range(9))
     ranged, wkind, nwin, offset, q, vcol, wmask = ([] for _ in range(7))
@@ -125,7 +138,13 @@ def compile_plan(config: Config) -> Plan:
             continue
         targets.append(t)
         w = t.window
-        ranged.append(not t.is_v1)
+        key = (t.mcc_codes, t.sign)
+        on_range = not t.is_v1 or (key not in filters and len(filters) == MAX_FILTERS)
+        ranged.append(on_range)
+        if on_range:
+            fbit.append(range_filters.setdefault(key, len(range_filters)))
+        else:
+            fbit.append(filters.setdefault(key, len(filters)))
         wkind.append(WINDOW_KINDS[w.kind])
         nwin.append(w.n_periods if w.kind == "period" else (w.duration_ns if w.kind == "duration" else w.rows))
         offset.append(w.offset_ns if w.kind == "duration" else w.offset_rows)
@@ -137,12 +156,6 @@ def compile_plan(config: Config) -> Plan:
             mask_keys.append(fk)
         vcol.append(-1 if vk is None else value_keys.index(vk))
         wmask.append(-1 if fk is None else mask_keys.index(fk))
-        key = (t.mcc_codes, t.sign)
-        if key not in filters:
-            if len(filters) == MAX_FILTERS:
-                raise ValueError(f"more than {MAX_FILTERS} distinct mcc/sign filters; split the config")
-            filters[key] = len(filters)
-        w = t.window
         window.append(WINDOW_CODES[w.mode])
         if w.period is not None:
             code = PERIOD_CODES[w.period]
@@ -158,7 +171,6 @@ def compile_plan(config: Config) -> Plan:
             slot.append(-1)
         agg.append(AGG_CODES[t.agg])
         k.append(t.k or 1)
-        fbit.append(filters[key])
         absval.append(t.abs)
         fill.append(t.fill)
         col.append(c)
@@ -185,22 +197,8 @@ def compile_plan(config: Config) -> Plan:
         for v in (window, param, slot, agg, k, fbit, absval, fill, col, ranged, wkind, nwin, offset, q, vcol, wmask)
     )
 
-    mcc_bits = np.zeros(N_MCC, dtype=np.uint64)
-    nomcc = 0
-    sign_bits = np.zeros(3, dtype=np.uint64)  # [negative, zero, positive]
-    for (codes, sign), f in filters.items():
-        bit = 1 << f
-        if codes is None:
-            nomcc |= bit
-        else:
-            mcc_bits[list(codes)] |= np.uint64(bit)
-        if sign in ("any", "negative"):
-            sign_bits[0] |= np.uint64(bit)
-        if sign == "any":
-            sign_bits[1] |= np.uint64(bit)
-        if sign in ("any", "positive"):
-            sign_bits[2] |= np.uint64(bit)
-    mcc_bits |= np.uint64(nomcc)
+    mcc_bits, sign_bits, nomcc = _filter_tables(filters)
+    range_mcc_bits, range_sign_bits, range_nomcc = _filter_tables(range_filters)
     return Plan(
         window=np.asarray(window, dtype=np.int64),
         param=np.asarray(param, dtype=np.int64),
@@ -212,9 +210,9 @@ def compile_plan(config: Config) -> Plan:
         fill=np.asarray(fill, dtype=np.float64),
         col=np.asarray(col, dtype=np.int64),
         period_codes=np.asarray(period_codes, dtype=np.int64),
-        mcc_bits=mcc_bits,
-        sign_bits=sign_bits,
-        nomcc_bits=np.uint64(nomcc),
+        mcc_bits=mcc_bits[0],
+        sign_bits=sign_bits[0],
+        nomcc_bits=np.uint64(nomcc[0]),
         n_columns=c,
         window_key=np.asarray(window_key, dtype=np.int64),
         ranged=np.asarray(ranged, dtype=np.bool_),
@@ -226,4 +224,29 @@ def compile_plan(config: Config) -> Plan:
         wmask=np.asarray(wmask, dtype=np.int64),
         value_keys=tuple(value_keys),
         mask_keys=tuple(mask_keys),
+        range_mcc_bits=range_mcc_bits,
+        range_sign_bits=range_sign_bits,
+        range_nomcc_bits=range_nomcc,
     )
+
+
+def _filter_tables(filters: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint64 [W, 10000] MCC bits, [W, 3] sign bits (amount < 0, == 0, > 0) and [W] bits of
+    the filters without an MCC list, for ``filters`` ((mcc codes, sign) -> index f: word
+    ``f >> 6``, bit ``f & 63``; at least one word). A filter without an MCC list passes
+    every MCC (its bit is in every entry) and a null or out-of-range one."""
+    words = max(1, (len(filters) + 63) // 64)
+    mcc_bits = np.zeros((words, N_MCC), dtype=np.uint64)
+    sign_bits = np.zeros((words, 3), dtype=np.uint64)
+    nomcc = np.zeros(words, dtype=np.uint64)
+    for (codes, sign), f in filters.items():
+        w, bit = f >> 6, np.uint64(1) << np.uint64(f & 63)
+        if codes is None:
+            nomcc[w] |= bit
+        else:
+            mcc_bits[w, list(codes)] |= bit
+        for side, allowed in enumerate((sign in ("any", "negative"), sign == "any", sign in ("any", "positive"))):
+            if allowed:
+                sign_bits[w, side] |= bit
+    mcc_bits |= nomcc[:, None]
+    return mcc_bits, sign_bits, nomcc

@@ -166,7 +166,7 @@ _RANGE = """\
         if kid >= {first}:
             # SPEC v2 target: W(r) a range of rows, V compacted for this target
             x = _user_values(rows.values, plan.vcol[ti], a, user_rows, rows.has_order, s, rx)
-            _membership(mc, a, x, plan.mcc_bits, plan.sign_bits, plan.nomcc_bits, plan.fbit[ti], rows.masks,
+            _membership(mc, a, x, plan.range_mcc_bits, plan.range_sign_bits, plan.range_nomcc_bits, plan.fbit[ti], rows.masks,
                         plan.wmask[ti], user_rows, rows.has_order, s, rin)
 {periods}            _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, t, plan.nwin[ti], plan.offset[ti], rlo, rhi)
             nv = _compact_v(rin, x, plan.absval[ti], t, rvv, rvt, rvr, rcv)

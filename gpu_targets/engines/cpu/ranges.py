@@ -103,16 +103,18 @@ def _user_values(values, vc, a, user_rows, has_order, s, out):
 
 @njit(cache=True)
 def _membership(mc, a, x, mcc_bits, sign_bits, nomcc_bits, f, masks, wm, user_rows, has_order, s, inv):
-    """inv[r]: row r is in V, i.e. passes the target's mcc/sign filter (bit ``f``; the sign
-    of the amount, NaN neither sign), its where mask (``wm`` >= 0) and has a value (x not
-    NaN). Unlike the version 1 filter bits, a null amount does not exclude a row whose
-    value is another column."""
-    bit = np.uint64(1) << np.uint64(f)
+    """inv[r]: row r is in V, i.e. passes the target's mcc/sign filter (filter ``f`` of the
+    range path's tables, ``[words, ...]``: word f >> 6, bit f & 63; the sign of the amount,
+    NaN neither sign), its where mask (``wm`` >= 0) and has a value (x not NaN). Unlike the
+    version 1 filter bits, a null amount does not exclude a row whose value is another
+    column."""
+    bit = np.uint64(1) << np.uint64(f & 63)
+    w = f >> 6
     for r in range(x.shape[0]):
         c = mc[r]
-        b = mcc_bits[c] if c >= 0 and c < mcc_bits.shape[0] else nomcc_bits
+        b = mcc_bits[w, c] if c >= 0 and c < mcc_bits.shape[1] else nomcc_bits[w]
         side = np.int64(a[r] > 0) - np.int64(a[r] < 0) + 1
-        ok = (b & sign_bits[side] & bit) != 0 and x[r] == x[r]
+        ok = (b & sign_bits[w, side] & bit) != 0 and x[r] == x[r]
         if ok and wm >= 0:
             ok = masks[wm, user_rows[r] if has_order else s + r] != 0
         inv[r] = ok

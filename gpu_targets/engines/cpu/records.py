@@ -75,9 +75,9 @@ class PlanArrays(NamedTuple):
         ``floor(tick * num / den)``.
     fdense : bool [64]
         Filter bit f passes more than 5% of the sampled rows (branch-free loops).
-    ranged, wkind, nwin, offset, q, vcol, wmask :
+    ranged, wkind, nwin, offset, q, vcol, wmask, range_mcc_bits, range_sign_bits, range_nomcc_bits :
         [v2] The plan's arrays of the range path (``nwin`` and ``offset`` of duration
-        windows in ``InputRows.tfac`` ticks).
+        windows in ``InputRows.tfac`` ticks; its filter tables, one row per 64 filters).
     sec : float64
         Seconds per unit of the driver's times ``t`` (``time_to_next``, ``time_since_last``).
     """
@@ -107,4 +107,7 @@ class PlanArrays(NamedTuple):
     q: np.ndarray
     vcol: np.ndarray
     wmask: np.ndarray
+    range_mcc_bits: np.ndarray
+    range_sign_bits: np.ndarray
+    range_nomcc_bits: np.ndarray
     sec: np.float64

@@ -159,7 +159,7 @@ class _RangeScratch:
     """Scratch of the SPEC v2 targets for batches of up to ``rows`` rows, and one target's
     launch (:mod:`.ranges`)."""
 
-    def __init__(self, rows: int, time_factor: int):
+    def __init__(self, rows: int, time_factor: int, plan: Plan):
         self.lo = xp.empty(rows, dtype=xp.int64)
         self.hi = xp.empty(rows, dtype=xp.int64)
         self.ident = xp.arange(rows, dtype=xp.int64)
@@ -167,13 +167,13 @@ class _RangeScratch:
         self.all_bits = xp.ones(N_MCC, dtype=xp.uint64)  # with all_sign and 1: a filter every row passes
         self.all_sign = xp.ones(3, dtype=xp.uint64)
         self.sec = np.float64(time_factor * 1e-9)  # seconds per tick
+        self.mcc_bits, self.sign_bits = xp.asarray(plan.range_mcc_bits), xp.asarray(plan.range_sign_bits)
 
     def batch(self, gb, amount, mcc):
         """The batch's amounts and MCCs in scan order (the mcc/sign filters read them)."""
         self.amount, self.mcc = amount[gb], mcc[gb]
 
-    def target(self, plan, ti, offs, gb, nblk, time, tfac, values, masks, mcc_bits, sign_bits, slot_key, monotone,
-               out, stream):
+    def target(self, plan, ti, offs, gb, nblk, time, tfac, values, masks, slot_key, monotone, out, stream):
         nb = gb.shape[0]
         wk = int(plan.wkind[ti])
         key = self.ident[:nb]  # read by period windows only
@@ -184,8 +184,8 @@ class _RangeScratch:
             key = slot_key[sl]
         vc, wm = int(plan.vcol[ti]), int(plan.wmask[ti])
         x = self.amount if vc < 0 else values[vc][gb]
-        xv = v_values(self.amount, self.mcc, x, None if wm < 0 else masks[wm][gb], mcc_bits, sign_bits,
-                      plan.nomcc_bits, int(plan.fbit[ti]), bool(plan.absval[ti]))
+        xv = v_values(self.amount, self.mcc, x, None if wm < 0 else masks[wm][gb], self.mcc_bits,
+                      self.sign_bits, plan.range_nomcc_bits, int(plan.fbit[ti]), bool(plan.absval[ti]))
         lo, hi = self.lo[:nb], self.hi[:nb]
         _range_bounds[nblk, BLOCK, stream](offs, gb, time, tfac, key, np.int64(wk), np.int64(plan.window[ti]),
                                            np.int64(plan.nwin[ti]), np.int64(plan.offset[ti]), lo, hi)
@@ -240,7 +240,7 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
     s1h, s1l, s2h, s2l, mn, mx = (xp.empty(rows, dtype=xp.float64) for _ in range(6))
     keys = [xp.empty(rows, dtype=xp.int64) for _ in range(n_slots)]
     flags = xp.ones(max(n_slots, 1), dtype=xp.int32)
-    ranges = _RangeScratch(rows, time_factor) if plan.ranged.any() else None
+    ranges = _RangeScratch(rows, time_factor, plan) if plan.ranged.any() else None
     u0 = 0
     while u0 < n_users:
         u1 = int(np.searchsorted(offsets_h, offsets_h[u0] + cap, side="right")) - 1
@@ -273,8 +273,7 @@ def _run(user, time, amount, mcc, plan: Plan, timezone: str, time_factor: int, m
             ranges.batch(gb, amount, mcc)
         for ti in range(plan.window.shape[0]):
             if plan.ranged[ti]:  # SPEC v2 target: the range path (ranges.py)
-                ranges.target(plan, ti, offs, gb, nblk, time, tfac, values, masks, mcc_bits, sign_bits, slot_key,
-                              monotone, out, stream)
+                ranges.target(plan, ti, offs, gb, nblk, time, tfac, values, masks, slot_key, monotone, out, stream)
                 continue
             w = int(plan.window[ti])
             g_agg = int(plan.agg[ti])

@@ -45,17 +45,19 @@ def v_values(amount, mcc, x, mask, mcc_bits, sign_bits, nomcc_bits, fbit, absf):
     """float64 [nb]: ``x`` (``|x|`` with ``absf``) where the row is in V, else NaN.
 
     ``amount``, ``mcc``: the batch's role arrays in scan order (``amount``'s sign and
-    ``mcc`` decide the ``mcc``/``sign`` filter, bit ``fbit`` of the plan's filter bits;
+    ``mcc`` decide the ``mcc``/``sign`` filter: filter ``fbit`` of the range path's tables
+    ``mcc_bits`` [words, 10000], ``sign_bits`` [words, 3] (``xp``), ``nomcc_bits`` [words];
     a null amount is on neither side but, unlike version 1, does not exclude a row whose
     value is another column); ``x``: the aggregated values (NaN: null); ``mask``: the
     ``where:`` mask (nonzero: passes) or None. ``xp`` arrays; the same lines run with NumPy
     under the simulator and CuPy on a device.
     """
+    w, bit = fbit >> 6, np.uint64(1) << np.uint64(fbit & 63)
     c = mcc.astype(xp.int64)
-    known = (c >= 0) & (c < mcc_bits.shape[0])
-    bits = xp.where(known, mcc_bits[xp.where(known, c, 0)], np.uint64(nomcc_bits))
+    known = (c >= 0) & (c < mcc_bits.shape[1])
+    bits = xp.where(known, mcc_bits[w][xp.where(known, c, 0)], nomcc_bits[w])
     side = (amount > 0).astype(xp.int64) - (amount < 0).astype(xp.int64) + 1
-    ok = ((bits & sign_bits[side] & (np.uint64(1) << np.uint64(fbit))) != 0) & (x == x)
+    ok = ((bits & sign_bits[w][side] & bit) != 0) & (x == x)
     if mask is not None:
         ok &= mask != 0
     return xp.where(ok, xp.abs(x) if absf else x, np.nan)
