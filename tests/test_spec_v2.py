@@ -325,8 +325,9 @@ def test_where_and_value_columns_reach_the_format_adapters_and_composite_users(v
 
 
 def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
-    """Windows wider than the cpu engine's sorted buffer (64 values) take its Fenwick
-    tree; amounts that are not small integers take the sorted ids of nunique."""
+    """Windows wider than the cpu engine's sorted buffer (64 values) take its bit set of
+    ranks with a cursor (ties, -0.0, whole windows replaced at a month's end, q = 0 and
+    1); amounts that are not small integers take the sorted ids of nunique."""
     from conftest import assert_matches_reference
 
     rng = np.random.default_rng(7)
@@ -339,6 +340,9 @@ def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
         {"name": "q9", "agg": "quantile", "q": 0.9, "window": {"rows": 600, "mode": "trailing"}},
         {"name": "q0", "agg": "quantile", "q": 0.0, "sign": "negative", "window": {"rows": 600, "mode": "forward"}},
         {"name": "nu", "agg": "nunique", "window": {"duration": "200d", "mode": "trailing", "offset": "1d"}},
+        {"name": "mfull", "agg": "median", "window": {"period": "month", "mode": "full"}},
+        {"name": "q1", "agg": "quantile", "q": 1.0, "window": {"duration": "100d", "mode": "forward", "offset": "3d"}},
+        {"name": "q3", "agg": "quantile", "q": 0.3, "window": {"period": "month", "mode": "previous", "periods": 2}},
     ]
     assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
 

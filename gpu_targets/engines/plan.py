@@ -75,6 +75,8 @@ class Plan:
     q : float64 [T]            quantile (0.5 for a median)
     vcol, wmask : int64 [T]    indices into ``value_keys`` / ``mask_keys`` (-1: none)
     value_keys, mask_keys :    :func:`gpu_targets.where.value_key` / ``filter_key`` of each array, in order
+    vkey, wkey : int64 [T]     [v2] ids of a range-path target's V (filter, where mask, values, abs)
+                               and of its window: equal ids are adjacent in plan order (-1: not ranged)
     """
 
     window: np.ndarray
@@ -104,6 +106,8 @@ class Plan:
     range_mcc_bits: np.ndarray = None
     range_sign_bits: np.ndarray = None
     range_nomcc_bits: np.ndarray = None
+    vkey: np.ndarray = None
+    wkey: np.ndarray = None
 
 
 def compile_plan(config: Config) -> Plan:
@@ -184,14 +188,30 @@ def compile_plan(config: Config) -> Plan:
     def duration(i):
         return wkind[i] == WK_DURATION and not ranged[i]
 
-    run = sorted(range(n), key=lambda i: (ranged[i], duration(i), fbit[i], param[i] if duration(i) else 0, window[i], i))
+    def v_of(i):  # what V of a range-path target depends on
+        return fbit[i], wmask[i], vcol[i], absval[i]
+
+    def w_of(i):  # and its window
+        return wkind[i], window[i], nwin[i], offset[i], slot[i]
+
+    def order(i):
+        if ranged[i]:  # equal V, then equal windows, side by side: computed once for them
+            return (True, False, *v_of(i), *w_of(i), i)
+        return (False, duration(i), fbit[i], param[i] if duration(i) else 0, window[i], i)
+
+    run = sorted(range(n), key=order)
     window_keys: dict[tuple, int] = {}
     window_key = []
+    v_keys: dict[tuple, int] = {}
+    w_keys: dict[tuple, int] = {}
+    vkey, wkey = [], []
     for i in run:
         if duration(i):
             window_key.append(window_keys.setdefault((fbit[i], param[i], window[i]), len(window_keys)))
         else:
             window_key.append(-1)
+        vkey.append(v_keys.setdefault(v_of(i), len(v_keys)) if ranged[i] else -1)
+        wkey.append(w_keys.setdefault(w_of(i), len(w_keys)) if ranged[i] else -1)
     window, param, slot, agg, k, fbit, absval, fill, col, ranged, wkind, nwin, offset, q, vcol, wmask = (
         [v[i] for i in run]
         for v in (window, param, slot, agg, k, fbit, absval, fill, col, ranged, wkind, nwin, offset, q, vcol, wmask)
@@ -227,6 +247,8 @@ def compile_plan(config: Config) -> Plan:
         range_mcc_bits=range_mcc_bits,
         range_sign_bits=range_sign_bits,
         range_nomcc_bits=range_nomcc,
+        vkey=np.asarray(vkey, dtype=np.int64),
+        wkey=np.asarray(wkey, dtype=np.int64),
     )
 
 

@@ -160,27 +160,40 @@ _RANGE_SCRATCH = """\
     rvr = np.empty(m, dtype=np.int64)
     rin = np.empty(m, dtype=np.bool_)
     rx = np.empty(m, dtype=np.float64)
+    nv = 0
+    last_v = -1  # the V, window and V ranges the scratch holds (plan.vkey, plan.wkey)
+    last_w = -1
+    last_vw = -1
 """
 
 _RANGE = """\
         if kid >= {first}:
-            # SPEC v2 target: W(r) a range of rows, V compacted for this target
-            x = _user_values(rows.values, plan.vcol[ti], a, user_rows, rows.has_order, s, rx)
-            _membership(mc, a, x, plan.range_mcc_bits, plan.range_sign_bits, plan.range_nomcc_bits, plan.fbit[ti], rows.masks,
-                        plan.wmask[ti], user_rows, rows.has_order, s, rin)
-{periods}            _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, t, plan.nwin[ti], plan.offset[ti], rlo, rhi)
-            nv = _compact_v(rin, x, plan.absval[ti], t, rvv, rvt, rvr, rcv)
-            _v_ranges(rcv, rlo, rhi, rvlo, rvhi)
+            # SPEC v2 target: W(r) a range of rows, V compacted; targets with the same V
+            # (and window) are adjacent in plan order and share it
+            if plan.vkey[ti] != last_v:
+                x = _user_values(rows.values, plan.vcol[ti], a, user_rows, rows.has_order, s, rx)
+                _membership(mc, a, x, plan.range_mcc_bits, plan.range_sign_bits, plan.range_nomcc_bits, plan.fbit[ti],
+                            rows.masks, plan.wmask[ti], user_rows, rows.has_order, s, rin)
+                nv = _compact_v(rin, x, plan.absval[ti], t, rvv, rvt, rvr, rcv)
+                last_v = plan.vkey[ti]
+                last_vw = -1
+            if plan.wkey[ti] != last_w:
+{periods}                _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, t, plan.nwin[ti], plan.offset[ti], rlo, rhi)
+                last_w = plan.wkey[ti]
+                last_vw = -1
+            if last_vw == -1:
+                _v_ranges(rcv, rlo, rhi, rvlo, rvhi)
+                last_vw = 0
 {dispatch}            continue
 """
 _RANGE_PERIODS = """\
-            if plan.wkind[ti] == {wk_period}:
-                sl = plan.slot[ti]
-{nonmono}                _period_rows(pst[sl], pnr[sl], pvl[sl], p_rows)
+                if plan.wkind[ti] == {wk_period}:
+                    sl = plan.slot[ti]
+{nonmono}                    _period_rows(pst[sl], pnr[sl], pvl[sl], p_rows)
 """
 _RANGE_NONMONO = f"""\
-                if not mono and nonmono[sl]:
-                    raise ValueError({NONMONOTONE_PERIODS.format(engine="cpu")!r})
+                    if not mono and nonmono[sl]:
+                        raise ValueError({NONMONOTONE_PERIODS.format(engine="cpu")!r})
 """
 
 _LOOP = """\

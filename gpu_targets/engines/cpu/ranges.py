@@ -28,11 +28,12 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION, WK_PERIOD
 from ..elementwise import quantile_of
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
-from .topk import _sliding_topk, fenwick_kth, fenwick_ranks, fenwick_slide
+from .topk import _sliding_topk
 
 
 @njit(cache=True, inline="always")
@@ -238,22 +239,73 @@ def _range_nunique(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst)
         dst[r] = distinct
 
 
+@njit(cache=True, inline="always")
+def _lower(buf, n, x):
+    """Number of values of ``buf[:n]`` below x: where x goes in the sorted buffer. A
+    counting loop the compiler vectorises: on the short buffers it serves, faster than a
+    binary search, whose branches random values mispredict half the time."""
+    c = 0
+    for i in range(n):
+        c += buf[i] < x
+    return c
+
+
+@njit(cache=True, inline="always")
+def _lower2(buf, n, x, y):
+    """(:func:`_lower` of x, of y) in one pass over the buffer."""
+    cx = 0
+    cy = 0
+    for i in range(n):
+        v = buf[i]
+        cx += v < x
+        cy += v < y
+    return cx, cy
+
+
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(cache=True, inline="always")
+def _next_set(words, p):
+    """The smallest set bit >= p of the bit set ``words`` (one must exist)."""
+    w = p >> 6
+    bits = words[w] & (_ALL << np.uint64(p & 63))
+    while bits == 0:
+        w += 1
+        bits = words[w]
+    return (w << 6) + int(trailing_zeros(bits))
+
+
+@njit(cache=True, inline="always")
+def _prev_set(words, p):
+    """The largest set bit <= p of the bit set ``words`` (one must exist)."""
+    w = p >> 6
+    bits = words[w] & (_ALL >> np.uint64(63 - (p & 63)))
+    while bits == 0:
+        w -= 1
+        bits = words[w]
+    return (w << 6) + 63 - int(leading_zeros(bits))
+
+
 #: Largest window (in V rows) for which :func:`_range_quantile` keeps a sorted buffer
-#: (an insertion or removal moves up to this many values) rather than a Fenwick tree
-#: (O(log nv) branchy steps per insertion and per order statistic). Chosen with
-#: ``benchmarks/per_target.py`` (seed_v2, 256 users, this 2-core VM): the buffer helped the
-#: median of the last 50 rows; allowed up to 512 values it made the 30-day median (a few
-#: hundred values) about twice as slow as the tree.
+#: (a value in and one out move the values between their places) rather than a bit set
+#: over value ranks with a cursor (an argsort of the user's values first, then O(1)
+#: amortised per step). Chosen with ``benchmarks/per_target.py --engine`` (seed_v2, 256
+#: users, this 2-core VM, 19:40): all-cursor made the median of the last 50 rows 36 ->
+#: 49 ms (the argsort), a buffer up to 256 values made the 30-day median 51 -> 59 ms.
 _SORTED_BUFFER_MAX = 64
 
 
 @njit(cache=True)
 def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst):
     """median / quantile q (SPEC.md 2.2; linear interpolation, h = (n - 1) q) of each
-    range. Windows of at most ``_SORTED_BUFFER_MAX`` (64) values: a sorted buffer updated as the
-    range slides (binary search and a shift per value in or out), order statistics read
-    directly; larger ones: a Fenwick tree of counts over the ranks of V's values, the k-th
-    smallest in O(log nv)."""
+    range. Windows of at most ``_SORTED_BUFFER_MAX`` values: a sorted buffer updated as the
+    range slides (a value in and one out together: one counting pass for both places and
+    a shift of the values between them only; else a shift per value in or out), order
+    statistics read directly; larger ones: a bit set of the ranks present in the range
+    (V's values argsorted once, ties ranked apart) and a cursor kept on the low-th
+    smallest present rank, moved to the next or previous set bit as values come and go
+    (the wanted rank moves by at most one per value), so O(nv log nv + m) in all."""
     m = vlo.shape[0]
     widest = 0
     for r in range(m):
@@ -266,18 +318,33 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
         a = 0
         b = 0
         for r in range(m):
-            while b < vhi[r]:  # insert vv[b]: shift the larger values up by one
+            lo_r = vlo[r]
+            hi_r = vhi[r]
+            while b < hi_r and a < lo_r:  # one value in, one out: move only the values between
                 x = vv[b]
-                i = np.searchsorted(buf[:n], x)
-                for j in range(n, i, -1):
-                    buf[j] = buf[j - 1]
+                i, j = _lower2(buf, n, vv[a], x)  # the leaving value (an equal value is the same number)
+                if j > i:
+                    for p in range(i, j - 1):
+                        buf[p] = buf[p + 1]
+                    buf[j - 1] = x
+                else:
+                    for p in range(i, j, -1):
+                        buf[p] = buf[p - 1]
+                    buf[j] = x
+                a += 1
+                b += 1
+            while b < hi_r:  # insert vv[b]: shift the larger values up by one
+                x = vv[b]
+                i = _lower(buf, n, x)
+                for p in range(n, i, -1):
+                    buf[p] = buf[p - 1]
                 buf[i] = x
                 n += 1
                 b += 1
-            while a < vlo[r]:  # remove vv[a] (an equal value is the same number)
-                i = np.searchsorted(buf[:n], vv[a])
-                for j in range(i, n - 1):
-                    buf[j] = buf[j + 1]
+            while a < lo_r:  # remove vv[a]
+                i = _lower(buf, n, vv[a])
+                for p in range(i, n - 1):
+                    buf[p] = buf[p + 1]
                 n -= 1
                 a += 1
             if n == 0:
@@ -287,17 +354,50 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
             low = int(math.floor(h))
             dst[r] = quantile_of(buf[low], buf[min(low + 1, n - 1)], h, low, median)
         return
-    sorted_vals, rank, tree, top = fenwick_ranks(vv, nv)
+    # larger windows: a bit set over the ranks of V's values (ties get distinct ranks)
+    # and a cursor on the window's low-th smallest value; a value in or out moves the
+    # wanted rank and the cursor by at most one present rank (a find-next-set-bit)
+    perm = np.argsort(vv[:nv])
+    sorted_vals = vv[:nv][perm]
+    rank = np.empty(nv, dtype=np.int64)
+    for j in range(nv):
+        rank[perm[j]] = j
+    words = np.zeros((nv >> 6) + 1, dtype=np.uint64)
+    one = np.uint64(1)
+    c = -1  # the cursor: a rank; below = present ranks < c
+    below = 0
+    n = 0
     a = 0
     b = 0
     for r in range(m):
-        a, b = fenwick_slide(tree, nv, rank, a, b, vlo[r], vhi[r])
-        n = b - a
+        while b < vhi[r]:
+            k = rank[b]
+            words[k >> 6] |= one << np.uint64(k & 63)
+            n += 1
+            below += 1 if k < c else 0
+            b += 1
+        while a < vlo[r]:
+            k = rank[a]
+            words[k >> 6] &= ~(one << np.uint64(k & 63))
+            n -= 1
+            below -= 1 if k < c else 0
+            a += 1
         if n == 0:
             dst[r] = fill
             continue
         h = (n - 1) * qq
         low = int(math.floor(h))
-        y0 = sorted_vals[fenwick_kth(tree, top, nv, low + 1)]
-        y1 = sorted_vals[fenwick_kth(tree, top, nv, low + 2)] if h != low else y0
+        if c < 0:
+            c = _next_set(words, 0)
+        while below > low:
+            c = _prev_set(words, c - 1)
+            below -= 1
+        while True:
+            present = (words[c >> 6] >> np.uint64(c & 63)) & one
+            if present != 0 and below == low:
+                break
+            below += 1 if present != 0 else 0
+            c = _next_set(words, c + 1)
+        y0 = sorted_vals[c]
+        y1 = y0 if h == low else sorted_vals[_next_set(words, c + 1)]
         dst[r] = quantile_of(y0, y1, h, low, median)
