@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import engines
-from .formats import to_roles
+from .formats import target_columns, to_roles
 from .kernel_cache import announce_compile  # the CLI and users set the compile-line callback here
 from .spec import Config, load_config
 from .transactions import extract
@@ -238,7 +238,7 @@ def generate_table(table, config, *, backend: str = "auto", progress=None):
     """
     import pyarrow as pa
 
-    from .formats import source_columns, target_columns
+    from .formats import source_columns
     from .io import _to_pandas
     from .transactions import DataError
 
@@ -372,5 +372,15 @@ def _generate_on_device(frame, cfg: Config, backend: str = "auto"):
         lo, hi = int(bounds[0]) * factor, int(bounds[1]) * factor
         check_time_span(lo, hi, cols.time)
         check_window_edges(lo, hi, cfg, cols.time)
-    values = engine.compute_device(user_values, time_values, amount, mcc, cfg, time_factor=factor)
+    columns = None
+    read = target_columns(cfg)
+    if read:  # [v2] the where:/value: columns, through the host once (narwhals: cuDF or pandas alike)
+        import narwhals as nw
+
+        from .where import read_column_inputs
+
+        # a column missing from the frame: read_column_inputs names the target and the column
+        host = nw.from_native(frame[[c for c in read if c in frame.columns]], eager_only=True).to_pandas()
+        columns = read_column_inputs(host, cfg)
+    values = engine.compute_device(user_values, time_values, amount, mcc, cfg, time_factor=factor, columns=columns)
     return frame.assign(**{name: values[c] for c, name in enumerate(cfg.output_columns)})

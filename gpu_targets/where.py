@@ -184,16 +184,20 @@ def require_column_inputs(tx, config: Config) -> Optional[ColumnInputs]:
     return tx.columns
 
 
-def _require_none_read(config: Config) -> None:
+_EXTRACT_HINT = ("which these transactions were made without (gpu_targets.transactions.extract reads them from the "
+                 "input frame)")
+
+
+def _require_none_read(config: Config, hint: str = _EXTRACT_HINT) -> None:
     for t in config.aggregated:
         if t.where is not None or t.value is not None:
             from .transactions import DataError
 
-            raise DataError(f"target {t.name!r} reads where:/value: columns, which these transactions were made "
-                            "without (gpu_targets.transactions.extract reads them from the input frame)")
+            raise DataError(f"target {t.name!r} reads where:/value: columns, {hint}")
 
 
-def column_arrays(columns: Optional[ColumnInputs], n: int, config: Config, plan) -> tuple[np.ndarray, np.ndarray]:
+def column_arrays(columns: Optional[ColumnInputs], n: int, config: Config, plan,
+                  hint: str = _EXTRACT_HINT) -> tuple[np.ndarray, np.ndarray]:
     """The ``where:``/``value:`` inputs of a compiled plan for ``n`` rows as two host
     arrays: float64 ``[V, n]`` values (row j: ``plan.value_keys[j]``; NaN null) and uint8
     ``[W, n]`` masks (row j: ``plan.mask_keys[j]``; 1 = the row passes). Empty when the
@@ -202,10 +206,11 @@ def column_arrays(columns: Optional[ColumnInputs], n: int, config: Config, plan)
     Raises
     ------
     DataError
-        ``columns`` is None and a target reads such columns (naming the target).
+        ``columns`` is None and a target reads such columns (naming the target; ``hint``
+        says where they come from).
     """
     if columns is None:
-        _require_none_read(config)
+        _require_none_read(config, hint)
     values = np.empty((len(plan.value_keys), n), dtype=np.float64)
     for j, key in enumerate(plan.value_keys):
         values[j] = columns.values[key]

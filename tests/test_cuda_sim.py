@@ -414,6 +414,29 @@ def test_device_frame_path_matches_reference(user_dtype):
 
 
 @_cuda
+def test_device_frame_path_reads_where_and_value_columns():
+    """[v2] The cuDF path reads the where:/value: columns (through the host once, with
+    narwhals) and passes them to compute_device; a missing one names target and column."""
+    from gpu_targets import api
+    from gpu_targets.transactions import DataError
+
+    df = _device_frame_case()
+    df["kind"] = pd.array(np.arange(len(df)) % 3, dtype="Int64")
+    df.loc[2, "kind"] = pd.NA
+    df["shop"] = np.array(["a", "b", "a", "c"] * len(df))[: len(df)]
+    cfg = load_config({"targets": [
+        T("w", "sum", {"rows": 3, "mode": "trailing"}, where=[{"column": "kind", "in": [1, 2]}]),
+        T("u", "nunique", WINDOWS["expanding"], value="shop"),
+        T("f", "first", {"rows": 2, "mode": "forward", "offset": 1}, value="kind")]})
+    got = api._generate_on_device(df, cfg)
+    ref = generate(df, cfg, backend="reference")
+    for c in cfg.output_columns:
+        assert_close(np.asarray(got[c]), ref[c].to_numpy())
+    with pytest.raises(DataError, match="target 'u': value column 'shop' is not in the input"):
+        api._generate_on_device(df.drop(columns=["shop"]), cfg)
+
+
+@_cuda
 def test_device_frame_path_drops_null_users_and_reads_integer_times():
     from gpu_targets import api
     from gpu_targets.transactions import DataError

@@ -57,9 +57,9 @@ def test_every_cuda_kernel_is_cached_and_every_helper_a_device_function():
     """Kernels are compiled once and cached on disk (cache=True); helpers are
     cuda.jit(device=True) functions (the simulator ignores both options, so the source
     is what can be checked without a GPU)."""
-    tree = ast.parse((REPO / "gpu_targets" / "engines" / "cuda" / "kernels.py").read_text())
     kernels = 0
-    for node in tree.body:
+    for node in (n for f in ("kernels.py", "ranges.py")
+                 for n in ast.parse((REPO / "gpu_targets" / "engines" / "cuda" / f).read_text()).body):
         if not isinstance(node, ast.FunctionDef):
             continue
         for dec in node.decorator_list:
@@ -71,7 +71,7 @@ def test_every_cuda_kernel_is_cached_and_every_helper_a_device_function():
             else:
                 kernels += 1
                 assert options.get("cache") == "True", f"kernel {node.name} is not cached"
-    assert kernels >= 8
+    assert kernels >= 10
 
 
 def test_cuda_device_helpers_use_fma_and_not_the_cpu_overloads():
@@ -81,7 +81,7 @@ def test_cuda_device_helpers_use_fma_and_not_the_cpu_overloads():
     assert "cuda.fma(a, b, -p)" in ast.unparse(two_prod)
     assert "import register_jitable" not in source and "cuda.jit(device=True" in source
     engine = "".join((REPO / "gpu_targets" / "engines" / "cuda" / f).read_text()
-                     for f in ("__init__.py", "kernels.py", "device.py"))
+                     for f in ("__init__.py", "kernels.py", "ranges.py", "device.py"))
     assert "from .functions import" in engine and "from .elementwise import" not in engine
     assert "from ..elementwise import" not in engine
     assert "from ..calendar import period_index" not in engine

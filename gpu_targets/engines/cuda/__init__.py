@@ -59,6 +59,13 @@ Layout of the work
      a window's count/sum/std come from ``P[hi - 1] - P[lo - 1]``. min/max and top-k:
      each thread scans its window (O(w) and O(w k)).
 
+   * **SPEC v2 targets** (every v2 window, aggregation, ``where:``/``value:``; and
+     version 1 targets whose filter would be the config's 65th): the range path of
+     :mod:`.ranges`: per target and batch the values of V (NaN elsewhere) by ``xp``
+     elementwise ops, each row's window as a range of scan positions by binary search
+     or index arithmetic, then each thread reads its range (O(w); nunique, median and
+     quantile O(w^2)).
+
 Per-element logic (filter bits, period indices, double-double arithmetic, sample std,
 aggregation results) is the CPU engine's source compiled as CUDA device functions
 (:mod:`.functions`). Arithmetic is float64, results float32 (SPEC.md 2.2). Kernels
@@ -338,7 +345,8 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
         Nanoseconds per tick of ``time``.
     max_rows_per_batch : int, optional
         Users are processed in batches of whole users of about this many rows (bounds
-        the scratch memory, ~64 B/row + 16 B/row per period kind). Default: half the
+        the scratch memory, ~64 B/row + 16 B/row per period kind + 96 B/row with SPEC v2
+        targets). Default: half the
         device memory the allocator can still hand out (a constant under the simulator).
     user_offsets : ndarray of int64, shape (n_users + 1,), optional
         Host offsets of the users when the rows are already grouped by user (any user
@@ -378,7 +386,8 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
         lengths = {a.shape[0] for a in arrays}
         if len(lengths) != 1:
             raise ValueError(f"user, time, amount and mcc must have the same length, got {sorted(lengths)}")
-        vcols, masks = (xp.asarray(a) for a in column_arrays(columns, arrays[0].shape[0], config, plan))
+        hint = "and columns= was not given (gpu_targets.where.read_column_inputs(frame, config) reads them)"
+        vcols, masks = (xp.asarray(a) for a in column_arrays(columns, arrays[0].shape[0], config, plan, hint))
         values = _run(*arrays, plan, config.timezone, int(time_factor), max_rows_per_batch, None, stream,
                       user_offsets=user_offsets, values=vcols, masks=masks)
         apply_derived(config, values, xp)
@@ -388,7 +397,8 @@ def compute_device(user, time, amount, mcc, config: Config, *, time_factor: int 
 def compute(tx: Transactions, config: Config, progress=None, *, out=None, max_rows_per_batch=None) -> np.ndarray:
     """All targets of ``config`` for every transaction, with the CUDA kernels.
 
-    Copies the four role arrays to the current device (28 B/row), runs
+    Copies the four role arrays to the current device (28 B/row; [v2] and the
+    ``value:`` arrays, 8 B/row each, and ``where:`` masks, 1 B/row each), runs
     :func:`compute_device`'s kernels in batches of whole users and copies the result back.
 
     Parameters
