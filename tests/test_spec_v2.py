@@ -347,6 +347,21 @@ def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
     assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
 
 
+def test_the_radix_argsort_of_the_cpu_quantiles_orders_every_float():
+    """engines/cpu/ranges.py's ranks: sorted values equal numpy's sort (extremes, -0.0
+    next to 0.0, subnormals, ties), equal bit patterns keep their order (stable)."""
+    from gpu_targets.engines.cpu.ranges import _radix_argsort
+
+    rng = np.random.default_rng(3)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, 1e308, -1e308, 5e-324, -5e-324, 1.0, 1.0, -2.5, -2.5])
+    for vv in (special, rng.normal(0, 1e5, 3000).round(2), rng.choice(special, 500)):
+        perm = _radix_argsort(vv, len(vv))
+        np.testing.assert_array_equal(vv[perm], np.sort(vv))
+        same = vv[perm][1:].view(np.uint64) == vv[perm][:-1].view(np.uint64)
+        assert np.all(perm[1:][same] > perm[:-1][same])
+    assert len(_radix_argsort(np.empty(0), 0)) == 0
+
+
 def test_describe_gives_time_targets_in_hours_with_censored_rows_apart():
     from gpu_targets.describe import target_summary
 
