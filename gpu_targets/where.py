@@ -149,6 +149,14 @@ def value_array(frame: pd.DataFrame, target: Target) -> np.ndarray:
                         f"{', '.join(STRING_VALUE_AGGREGATIONS)})")
     if numeric and kind == "values":
         return _as_float(s)
+    if pd.api.types.is_integer_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        # integers that float64 holds exactly are their own codes for nunique (no hash
+        # factorisation: ~0.1 s on 8 M rows); larger ones are factorised below
+        x = _as_float(s)
+        if target.abs:
+            x = np.abs(x)
+        if not (np.abs(x) >= 2.0**53).any():  # NaN (null) compares False
+            return x
     if numeric and target.abs:
         s = pd.Series(np.abs(_as_float(s)) if not pd.api.types.is_integer_dtype(s.dtype) else s.abs())
     codes, _ = pd.factorize(s, use_na_sentinel=True)
