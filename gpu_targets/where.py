@@ -110,16 +110,27 @@ def where_mask(frame: pd.DataFrame, entries: list[Where], target: Target) -> np.
                 x = _as_float(s) if pd.api.types.is_bool_dtype(s.dtype) else s
                 with np.errstate(invalid="ignore"):
                     cond = {"gt": x > v, "ge": x >= v, "lt": x < v, "le": x <= v}[op]
-            elif op in ("in", "not_in"):
-                cond = s.isin(list(v))
-                if op == "not_in":
-                    cond = ~cond
-            else:  # eq, ne: a value of another kind (a number against strings) is never equal
-                cond = s.isin([v])
-                if op == "ne":
+            else:  # in, not_in, eq, ne: a value of another kind (a number against strings) is never equal
+                cond = _is_in(s, list(v) if op in ("in", "not_in") else [v])
+                if op in ("not_in", "ne"):
                     cond = ~cond
             ok &= _truth(cond) & present
     return ok
+
+
+def _is_in(s: pd.Series, values: list):
+    """``s.isin(values)``; for a plain NumPy integer or float column and a few numbers,
+    one equality pass per number (numpy's ``isin`` sorts: ~0.15 s on 8 M rows for two
+    MCCs, against ~0.02 s), which gives the same answer (integers compared exactly)."""
+    numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                  for v in values)
+    if numbers and len(values) <= 8 and isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+        x = s.to_numpy()
+        ok = np.zeros(len(x), dtype=bool)
+        for v in values:
+            ok |= x == v
+        return ok
+    return s.isin(values)
 
 
 def _truth(cond) -> np.ndarray:

@@ -347,6 +347,25 @@ def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
     assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
 
 
+def test_where_in_takes_equality_passes_with_the_answer_of_pandas_isin():
+    """where.py's in/not_in/eq/ne on a plain numeric column compare number by number;
+    the answer is pandas' isin's: integers above 2^53 exactly, floats, other kinds never
+    equal; nullable columns keep isin."""
+    from gpu_targets.where import _is_in
+
+    rng = np.random.default_rng(0)
+    columns = [pd.Series(rng.integers(-5, 5, 500)), pd.Series(rng.normal(0, 2, 500).round()),
+               pd.Series(rng.integers(0, 2**62, 500, dtype=np.int64)), pd.Series(rng.integers(0, 5, 500).astype(np.uint8)),
+               pd.Series(pd.array(rng.integers(0, 3, 500), dtype="Int64"))]
+    for col in columns:
+        first = int(col.iloc[0])
+        for values in ([1, 2], [1.0, 2.5], [-3], [first + 1, first], [np.int64(3)], [True], ["a"]):
+            want = np.asarray(col.isin(values).to_numpy(dtype=bool, na_value=False))
+            got = _is_in(col, values)
+            got = got.to_numpy(dtype=bool, na_value=False) if isinstance(got, pd.Series) else got
+            np.testing.assert_array_equal(got, want, err_msg=f"{col.dtype} {values}")
+
+
 def test_the_radix_argsort_of_the_cpu_quantiles_orders_every_float():
     """engines/cpu/ranges.py's ranks: sorted values equal numpy's sort (extremes, -0.0
     next to 0.0, subnormals, ties), equal bit patterns keep their order (stable)."""
