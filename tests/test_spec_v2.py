@@ -347,23 +347,63 @@ def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
     assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
 
 
+def test_the_quantile_cursor_on_narrow_and_wide_windows_over_a_long_history():
+    """engines/cpu/ranges.py's order statistics straight from the kernel, on sampled rows:
+    20,000 values (five words of the second bit level), windows of 2 rows
+    (the cursor crosses thousands of empty ranks), 300 and 12,000 rows, emptied and
+    refilled, with ties, -0.0 and infinities; the reference engine's formula on each
+    window sorted."""
+    from gpu_targets.engines.cpu.ranges import _range_quantile
+    from gpu_targets.engines.reference import _quantile
+    from gpu_targets.engines.plan import MEDIAN, QUANTILE
+
+    rng = np.random.default_rng(11)
+    nv = 20_000
+    vv = rng.choice([-np.inf, -3.0, -0.0, 0.0, 1.5, np.inf], nv) * rng.integers(1, 4, nv)
+    vv[::7] = rng.normal(0, 1e3, len(vv[::7]))
+    idx = np.arange(nv, dtype=np.int64)
+    blocks = (idx // 10) * 10  # windows emptied at each block's start, then refilled (bounds never decrease)
+    for vlo, vhi in ((np.clip(idx - 1, 0, nv), idx + 1), (np.clip(idx - 299, 0, nv), idx + 1),
+                     (np.clip(idx - 11_999, 0, nv), idx + 1), (blocks, np.maximum(blocks, idx - 4))):
+        width = int((vhi - vlo).max())
+        for agg, q in ((MEDIAN, 0.5), (QUANTILE, 0.0), (QUANTILE, 1.0), (QUANTILE, 0.3)):
+            dst = np.empty(nv, dtype=np.float64)
+            _range_quantile(vv, idx, idx, nv, vlo, vhi, idx, 1e-9, agg, q, 1, np.nan, dst, dst[None, :])
+            for r in rng.choice(nv, 150, replace=False):
+                w = np.sort(vv[vlo[r]:vhi[r]])
+                want = np.nan if len(w) == 0 else _quantile(w, q, agg == MEDIAN)
+                np.testing.assert_allclose(dst[r], want, rtol=1e-12, equal_nan=True, err_msg=f"{width} {q} {r}")
+
+
 def test_where_in_takes_equality_passes_with_the_answer_of_pandas_isin():
     """where.py's in/not_in/eq/ne on a plain numeric column compare number by number;
-    the answer is pandas' isin's: integers above 2^53 exactly, floats, other kinds never
-    equal; nullable columns keep isin."""
+    the answer is pandas' isin's: integers above 2^53 exactly, floats (float32 and
+    float16 compared in float64: 0.1 is not float32's 0.1), other kinds never equal;
+    nullable columns keep isin. Order comparisons widen narrow floats too."""
     from gpu_targets.where import _is_in
 
     rng = np.random.default_rng(0)
     columns = [pd.Series(rng.integers(-5, 5, 500)), pd.Series(rng.normal(0, 2, 500).round()),
                pd.Series(rng.integers(0, 2**62, 500, dtype=np.int64)), pd.Series(rng.integers(0, 5, 500).astype(np.uint8)),
-               pd.Series(pd.array(rng.integers(0, 3, 500), dtype="Int64"))]
+               pd.Series(pd.array(rng.integers(0, 3, 500), dtype="Int64")),
+               pd.Series(np.array([0.1, 1.0, 16777216.0] * 20, dtype=np.float32)),
+               pd.Series(np.array([2048.0, 0.1] * 20, dtype=np.float16))]
     for col in columns:
         first = int(col.iloc[0])
-        for values in ([1, 2], [1.0, 2.5], [-3], [first + 1, first], [np.int64(3)], [True], ["a"]):
-            want = np.asarray(col.isin(values).to_numpy(dtype=bool, na_value=False))
+        for values in ([1, 2], [1.0, 2.5], [-3], [first + 1, first], [np.int64(3)], [True], ["a"], [0.1],
+                       [16777217], [2049]):
+            wide = col.astype(np.float64) if col.dtype in (np.float32, np.float16) else col  # pandas: no float16 isin
+            want = np.asarray(wide.isin(values).to_numpy(dtype=bool, na_value=False))
             got = _is_in(col, values)
             got = got.to_numpy(dtype=bool, na_value=False) if isinstance(got, pd.Series) else got
             np.testing.assert_array_equal(got, want, err_msg=f"{col.dtype} {values}")
+    from gpu_targets.spec import Where
+    from gpu_targets.where import where_mask
+
+    f32 = pd.DataFrame({"f": np.array([0.1, 0.2], dtype=np.float32)})
+    target = load_config({"targets": [{"name": "t", "agg": "count", "window": {"rows": 1, "mode": "trailing"}}]}).targets[0]
+    assert where_mask(f32, [Where(column="f", gt=0.1)], target).tolist() == [True, True]  # float32(0.1) > 0.1
+    assert where_mask(f32, [Where(column="f", eq=0.1)], target).tolist() == [False, False]
 
 
 def test_the_radix_argsort_of_the_cpu_quantiles_orders_every_float():

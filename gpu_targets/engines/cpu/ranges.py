@@ -282,24 +282,42 @@ def _radix_argsort(vv, nv):
 
 
 @njit(cache=True, inline="always")
-def _next_set(words, p):
-    """The smallest set bit >= p of the bit set ``words`` (one must exist)."""
+def _next_set(words, summary, p):
+    """The smallest set bit >= p of the bit set ``words`` (one must exist). ``summary`` has
+    bit w set whenever ``words[w]`` may be non-empty (set on every insertion, cleared
+    here when found stale), so runs of empty words are skipped 64 at a time."""
     w = p >> 6
     bits = words[w] & (_ALL << np.uint64(p & 63))
     while bits == 0:
         w += 1
+        sw = w >> 6
+        sbits = summary[sw] & (_ALL << np.uint64(w & 63))
+        while sbits == 0:
+            sw += 1
+            sbits = summary[sw]
+        w = (sw << 6) + int(trailing_zeros(sbits))
         bits = words[w]
+        if bits == 0:  # emptied since its summary bit was set
+            summary[sw] &= ~(np.uint64(1) << np.uint64(w & 63))
     return (w << 6) + int(trailing_zeros(bits))
 
 
 @njit(cache=True, inline="always")
-def _prev_set(words, p):
+def _prev_set(words, summary, p):
     """The largest set bit <= p of the bit set ``words`` (one must exist)."""
     w = p >> 6
     bits = words[w] & (_ALL >> np.uint64(63 - (p & 63)))
     while bits == 0:
         w -= 1
+        sw = w >> 6
+        sbits = summary[sw] & (_ALL >> np.uint64(63 - (w & 63)))
+        while sbits == 0:
+            sw -= 1
+            sbits = summary[sw]
+        w = (sw << 6) + 63 - int(leading_zeros(sbits))
         bits = words[w]
+        if bits == 0:
+            summary[sw] &= ~(np.uint64(1) << np.uint64(w & 63))
     return (w << 6) + 63 - int(leading_zeros(bits))
 
 
@@ -309,7 +327,10 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     range: a bit set of the ranks present in the range (V's values argsorted once by a
     radix sort, ties ranked apart) and a cursor kept on the low-th smallest present rank,
     moved to the next or previous set bit as values come and go (the wanted rank moves
-    by at most one per value): O(nv + m) word operations in all. Measured against a
+    by at most one per value); a second level of bits marks the non-empty words, so a
+    step skips 4,096 empty ranks per word read (a narrow window over a long history:
+    O(m * nv / 4096) word reads at worst, a few per step on a user's thousands of rows).
+    Measured against a
     sorted buffer (a shift per value in or out) on a user's 4,096 amounts: 29 vs 40 ns
     per row for the last 50 rows, 18 vs 26 ns for 30 days (~270 values; this 2-core VM,
     19:40), and against a Fenwick tree of counts (two O(log nv) k-th searches per row):
@@ -326,6 +347,7 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     for j in range(nv):
         rank[perm[j]] = j
     words = np.zeros((nv >> 6) + 1, dtype=np.uint64)
+    summary = np.zeros((words.shape[0] >> 6) + 1, dtype=np.uint64)  # bit w: words[w] may be != 0
     one = np.uint64(1)
     c = -1  # the cursor: a rank; below = present ranks < c
     below = 0
@@ -336,12 +358,13 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
         while b < vhi[r]:
             k = rank[b]
             words[k >> 6] |= one << np.uint64(k & 63)
+            summary[k >> 12] |= one << np.uint64((k >> 6) & 63)
             n += 1
             below += 1 if k < c else 0
             b += 1
         while a < vlo[r]:
             k = rank[a]
-            words[k >> 6] &= ~(one << np.uint64(k & 63))
+            words[k >> 6] &= ~(one << np.uint64(k & 63))  # its summary bit is cleared lazily
             n -= 1
             below -= 1 if k < c else 0
             a += 1
@@ -351,16 +374,16 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
         h = (n - 1) * qq
         low = int(math.floor(h))
         if c < 0:
-            c = _next_set(words, 0)
+            c = _next_set(words, summary, 0)
         while below > low:
-            c = _prev_set(words, c - 1)
+            c = _prev_set(words, summary, c - 1)
             below -= 1
         while True:
             present = (words[c >> 6] >> np.uint64(c & 63)) & one
             if present != 0 and below == low:
                 break
             below += 1 if present != 0 else 0
-            c = _next_set(words, c + 1)
+            c = _next_set(words, summary, c + 1)
         y0 = sorted_vals[c]
-        y1 = y0 if h == low else sorted_vals[_next_set(words, c + 1)]
+        y1 = y0 if h == low else sorted_vals[_next_set(words, summary, c + 1)]
         dst[r] = quantile_of(y0, y1, h, low, median)
