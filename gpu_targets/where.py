@@ -107,10 +107,7 @@ def where_mask(frame: pd.DataFrame, entries: list[Where], target: Target) -> np.
                 if not _is_numeric(s):
                     raise DataError(f"target {target.name!r}: where {op} compares numbers, and column "
                                     f"{w.column!r} holds {s.dtype}")
-                # booleans as 0/1, narrow floats widened: the comparison is in float64 (SPEC 2.2)
-                narrow = pd.api.types.is_float_dtype(s.dtype) and np.dtype(s.dtype.numpy_dtype if hasattr(
-                    s.dtype, "numpy_dtype") else s.dtype).itemsize < 8
-                x = _as_float(s) if pd.api.types.is_bool_dtype(s.dtype) or narrow else s
+                x = _as_float(s) if pd.api.types.is_bool_dtype(s.dtype) else _float64_if_narrow(s)  # bools as 0/1
                 with np.errstate(invalid="ignore"):
                     cond = {"gt": x > v, "ge": x >= v, "lt": x < v, "le": x <= v}[op]
             else:  # in, not_in, eq, ne: a value of another kind (a number against strings) is never equal
@@ -121,12 +118,19 @@ def where_mask(frame: pd.DataFrame, entries: list[Where], target: Target) -> np.
     return ok
 
 
+def _float64_if_narrow(s: pd.Series) -> pd.Series:
+    """A float32/float16 column (NumPy or nullable) as float64: every comparison of a
+    where: condition is in float64, as SPEC 2.2 computes (a float32 0.1 is not 0.1)."""
+    if pd.api.types.is_float_dtype(s.dtype) and np.dtype(getattr(s.dtype, "numpy_dtype", s.dtype)).itemsize < 8:
+        return s.astype(np.float64 if isinstance(s.dtype, np.dtype) else "Float64")
+    return s
+
+
 def _is_in(s: pd.Series, values: list):
-    """``s.isin(values)``; for a plain NumPy integer or float column and a few numbers,
-    one equality pass per number (numpy's ``isin`` sorts: ~0.15 s on 8 M rows for two
-    MCCs, against ~0.02 s), which gives the same answer (integers compared exactly)."""
-    if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f" and s.dtype.itemsize < 8:
-        s = s.astype(np.float64)  # float32/16: compared in float64, as SPEC 2.2 computes (pandas has no float16 isin)
+    """``s.isin(values)`` in float64 for narrow floats; for a plain NumPy integer or float
+    column and a few numbers, one equality pass per number instead of numpy's sorting
+    ``isin``, with the same answer (integers compared exactly)."""
+    s = _float64_if_narrow(s)  # pandas has no float16 isin either
     numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
                   for v in values)
     if numbers and len(values) <= 8 and isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
@@ -167,7 +171,7 @@ def value_array(frame: pd.DataFrame, target: Target) -> np.ndarray:
         return _as_float(s)
     if pd.api.types.is_integer_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         # integers that float64 holds exactly are their own codes for nunique (no hash
-        # factorisation: ~0.1 s on 8 M rows); larger ones are factorised below
+        # factorisation); larger ones are factorised below
         x = _as_float(s)
         if target.abs:
             x = np.abs(x)

@@ -161,9 +161,9 @@ _RANGE_SCRATCH = """\
     rin = np.empty(m, dtype=np.bool_)
     rx = np.empty(m, dtype=np.float64)
     nv = 0
-    last_v = -1  # the V, window and V ranges the scratch holds (plan.vkey, plan.wkey)
+    last_v = -1  # the V and window the scratch holds (plan.vkey, plan.wkey)
     last_w = -1
-    last_vw = -1
+    stale = True  # the V ranges (rvlo, rvhi) of that V and window are not computed yet
 """
 
 _RANGE = """\
@@ -176,14 +176,14 @@ _RANGE = """\
                             rows.masks, plan.wmask[ti], user_rows, rows.has_order, s, rin)
                 nv = _compact_v(rin, x, plan.absval[ti], t, rvv, rvt, rvr, rcv)
                 last_v = plan.vkey[ti]
-                last_vw = -1
+                stale = True
             if plan.wkey[ti] != last_w:
 {periods}                _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, t, plan.nwin[ti], plan.offset[ti], rlo, rhi)
                 last_w = plan.wkey[ti]
-                last_vw = -1
-            if last_vw == -1:
+                stale = True
+            if stale:
                 _v_ranges(rcv, rlo, rhi, rvlo, rvhi)
-                last_vw = 0
+                stale = False
 {dispatch}            continue
 """
 _RANGE_PERIODS = """\
