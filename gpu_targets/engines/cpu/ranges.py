@@ -248,8 +248,8 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 def _radix_argsort(vv, nv):
     """A stable argsort of float64 ``vv[:nv]`` (no NaN; -0.0 before 0.0): LSD radix sort
     by bytes of an order-preserving uint64 key (sign bit flipped for positives, every bit
-    for negatives), skipping a byte every key shares. About 3x faster than ``np.argsort``
-    (a quicksort) on a user's 4,096 amounts (50 vs 145 us, this 2-core VM)."""
+    for negatives), skipping a byte every key shares; against ``np.argsort`` (a
+    quicksort): ``benchmarks/order_stats.py``."""
     keys = np.empty(nv, dtype=np.uint64)
     bits = vv[:nv].view(np.uint64)
     sign = np.uint64(1) << np.uint64(63)
@@ -330,11 +330,7 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     by at most one per value); a second level of bits marks the non-empty words, so a
     step skips 4,096 empty ranks per word read (a narrow window over a long history:
     O(m * nv / 4096) word reads at worst, a few per step on a user's thousands of rows).
-    Measured against a
-    sorted buffer (a shift per value in or out) on a user's 4,096 amounts: 29 vs 40 ns
-    per row for the last 50 rows, 18 vs 26 ns for 30 days (~270 values; this 2-core VM,
-    19:40), and against a Fenwick tree of counts (two O(log nv) k-th searches per row):
-    about 3x faster."""
+    ``benchmarks/order_stats.py`` times it (docs/benchmarks.md)."""
     m = vlo.shape[0]
     median = agg == MEDIAN
     qq = 0.5 if median else q
