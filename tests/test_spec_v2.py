@@ -353,7 +353,7 @@ def test_the_quantile_cursor_on_narrow_and_wide_windows_over_a_long_history():
     (the cursor crosses thousands of empty ranks), 300 and 12,000 rows, emptied and
     refilled, with ties, -0.0 and infinities; the reference engine's formula on each
     window sorted."""
-    from gpu_targets.engines.cpu.ranges import _range_quantile
+    from gpu_targets.engines.cpu.ranges import _range_quantile, _v_ranks
     from gpu_targets.engines.reference import _quantile
     from gpu_targets.engines.plan import MEDIAN, QUANTILE
 
@@ -368,7 +368,9 @@ def test_the_quantile_cursor_on_narrow_and_wide_windows_over_a_long_history():
         width = int((vhi - vlo).max())
         for agg, q in ((MEDIAN, 0.5), (QUANTILE, 0.0), (QUANTILE, 1.0), (QUANTILE, 0.3)):
             dst = np.empty(nv, dtype=np.float64)
-            _range_quantile(vv, idx, idx, nv, vlo, vhi, idx, 1e-9, agg, q, 1, np.nan, dst, dst[None, :])
+            rank, sorted_vals = np.empty(nv, dtype=np.int64), np.empty(nv)
+            _v_ranks(vv, nv, rank, sorted_vals)
+            _range_quantile(vv, idx, idx, nv, vlo, vhi, idx, 1e-9, agg, q, 1, np.nan, dst, dst[None, :], rank, sorted_vals)
             for r in rng.choice(nv, 150, replace=False):
                 w = np.sort(vv[vlo[r]:vhi[r]])
                 want = np.nan if len(w) == 0 else _quantile(w, q, agg == MEDIAN)

@@ -170,7 +170,15 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
     if ranged:
         args = ("rvv, rvt, rvr, nv, rvlo, rvhi, t, plan.sec, plan.agg[ti], plan.q[ti], plan.k[ti], plan.fill[ti], "
                 "dst, kdst")
-        dispatch = _dispatch([(i, f"{RANGE_KERNELS[i - _FIRST_RANGE]}({args})") for i in ranged], " " * 12)
+        calls = []
+        for i in ranged:
+            name = RANGE_KERNELS[i - _FIRST_RANGE]
+            if name == "_range_quantile":  # V's ranks once for every order statistic over it
+                calls.append((i, f"if not ranked:\n    _v_ranks(rvv, nv, rrank, rsorted)\n    ranked = True\n"
+                                 f"{name}({args}, rrank, rsorted)"))
+            else:
+                calls.append((i, f"{name}({args})"))
+        dispatch = _dispatch(calls, " " * 12)
         periods = ""
         if range_periods:
             periods = T._RANGE_PERIODS.format(wk_period=WK_PERIOD, nonmono="" if utc else T._RANGE_NONMONO)
@@ -203,7 +211,7 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
                                for n in names)
     if ranged:
         kernel_imports += (f"\nfrom {_PACKAGE}.engines.cpu.ranges import (_compact_v, _membership, _period_rows, "
-                           "_row_bounds, _user_values, _v_ranges)")
+                           "_row_bounds, _user_values, _v_ranges, _v_ranks)")
     import numba
 
     from ... import __version__

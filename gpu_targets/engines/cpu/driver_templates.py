@@ -160,6 +160,9 @@ _RANGE_SCRATCH = """\
     rvr = np.empty(m, dtype=np.int64)
     rin = np.empty(m, dtype=np.bool_)
     rx = np.empty(m, dtype=np.float64)
+    rrank = np.empty(m, dtype=np.int64)  # V's value ranks and sorted values (median / quantile)
+    rsorted = np.empty(m, dtype=np.float64)
+    ranked = False  # rrank, rsorted hold those of the current V
     nv = 0
     last_v = -1  # the V and window the scratch holds (plan.vkey, plan.wkey)
     last_w = -1
@@ -177,6 +180,7 @@ _RANGE = """\
                 nv = _compact_v(rin, x, plan.absval[ti], t, rvv, rvt, rvr, rcv)
                 last_v = plan.vkey[ti]
                 stale = True
+                ranked = False
             if plan.wkey[ti] != last_w:
 {periods}                _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, t, plan.nwin[ti], plan.offset[ti], rlo, rhi)
                 last_w = plan.wkey[ti]

@@ -322,10 +322,21 @@ def _prev_set(words, summary, p):
 
 
 @njit(cache=True)
-def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst):
+def _v_ranks(vv, nv, rank, sorted_vals):
+    """rank[j] = the rank of vv[j] among V's values (ties ranked apart, in V order) and
+    sorted_vals[:nv] = V's values sorted: computed once per V for every median and
+    quantile target sharing it (the driver calls it before the first)."""
+    perm = _radix_argsort(vv, nv)
+    for j in range(nv):
+        sorted_vals[j] = vv[perm[j]]
+        rank[perm[j]] = j
+
+
+@njit(cache=True)
+def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst, rank, sorted_vals):
     """median / quantile q (SPEC.md 2.2; linear interpolation, h = (n - 1) q) of each
-    range: a bit set of the ranks present in the range (V's values argsorted once by a
-    radix sort, ties ranked apart) and a cursor kept on the low-th smallest present rank,
+    range: a bit set of the ranks present in the range (``rank``, ``sorted_vals``: of
+    :func:`_v_ranks`, computed once per V) and a cursor kept on the low-th smallest present rank,
     moved to the next or previous set bit as values come and go (the wanted rank moves
     by at most one per value); a second level of bits marks the non-empty words, so a
     step skips 4,096 empty ranks per word read (a narrow window over a long history:
@@ -337,11 +348,6 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     # a bit set over the ranks of V's values (ties get distinct ranks) and a cursor on the
     # window's low-th smallest value; a value in or out moves the wanted rank and the
     # cursor by at most one present rank (a find-next-set-bit)
-    perm = _radix_argsort(vv, nv)
-    sorted_vals = vv[:nv][perm]
-    rank = np.empty(nv, dtype=np.int64)
-    for j in range(nv):
-        rank[perm[j]] = j
     words = np.zeros((nv >> 6) + 1, dtype=np.uint64)
     summary = np.zeros((words.shape[0] >> 6) + 1, dtype=np.uint64)  # bit w: words[w] may be != 0
     one = np.uint64(1)
@@ -351,6 +357,9 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     a = 0
     b = 0
     for r in range(m):
+        if r > 0 and vlo[r] == vlo[r - 1] and vhi[r] == vhi[r - 1]:
+            dst[r] = dst[r - 1]  # the same range (a full period's rows, ties in time)
+            continue
         while b < vhi[r]:
             k = rank[b]
             words[k >> 6] |= one << np.uint64(k & 63)
