@@ -314,6 +314,27 @@ def test_std_without_cancellation_on_large_offsets(backend):
     check(backend, data, config, {"sd": [1.0, 1.0, 1.0], "sd_tr": [nan, 0.7071067811865476, 1.0]})
 
 
+def test_two_prod_is_exact_from_python_and_from_njit():
+    """elementwise.two_prod: Dekker's split from Python, an FMA in njit code (the cpu
+    engine's std); both give p = fl(a * b) and p + e = a * b exactly (checked with
+    fractions), huge, tiny and negative factors included."""
+    from fractions import Fraction
+
+    from numba import njit
+
+    from gpu_targets.engines.elementwise import two_prod
+
+    jitted = njit(lambda a, b: two_prod(a, b))
+    rng = np.random.default_rng(5)
+    xs = np.concatenate([rng.normal(0, 1, 200) * 10.0 ** rng.integers(-150, 150, 200), [1e8 + 1, -3.0, 0.1, 1e-300]])
+    for a, b in zip(xs, np.roll(xs, 1)):
+        if abs(a * b) < 1e-290:  # the error would be subnormal: not representable exactly
+            continue
+        for p, e in (two_prod(a, b), jitted(a, b)):
+            assert p == a * b
+            assert Fraction(p) + Fraction(e) == Fraction(a) * Fraction(b)
+
+
 # --------------------------------------------------------------------------- topk
 
 

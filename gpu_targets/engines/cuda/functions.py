@@ -13,7 +13,8 @@ namespace of its own module's globals in which the names of the other shared fun
 are bound to their device versions. A call ``two_prod(m, s1h)`` inside ``sample_std``
 then resolves, when the kernel is compiled, to the device ``two_prod``.
 
-One function differs on the device: :func:`two_prod` uses ``cuda.fma``. Dekker's split
+One function differs on the device: :func:`two_prod` uses ``cuda.fma`` (the CPU's njit
+overload uses LLVM's ``llvm.fma``; its Python body is Dekker's split). Dekker's split
 product is exact only when every operation is rounded on its own; libNVVM contracts
 ``a * b - p`` and the split's products into FMAs, which silently changes the error term.
 ``fma(a, b, -p)`` is the exact error of ``p = a * b`` by definition (one rounding), so
