@@ -87,6 +87,11 @@ def _as_float(s: pd.Series) -> np.ndarray:
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+#: Rows per chunk of the NumPy comparisons: a chunk's temporaries stay in cache (whole
+#: columns of 8 M rows allocated and faulted in 8 MB per comparison).
+_CHUNK = 1 << 16
+
+
 def where_mask(frame: pd.DataFrame, entries: list[Where], target: Target) -> np.ndarray:
     """Rows passing every condition of ``entries`` (bool [n]); a null fails every one.
 
@@ -97,25 +102,70 @@ def where_mask(frame: pd.DataFrame, entries: list[Where], target: Target) -> np.
     """
     from .transactions import DataError
 
-    ok = np.ones(len(frame), dtype=bool)
+    n = len(frame)
+    tests = []  # functions of a slice of rows -> bool array of those rows (True: passes)
     for w in entries:
         s = _column(frame, w.column, target, "where")
-        present = s.notna().to_numpy(dtype=bool)
-        ok &= present
+        plain = _plain_numbers(s)
+        if plain is None:
+            tests.append(_whole(s.notna().to_numpy(dtype=bool)))
+        elif plain.dtype.kind == "f":
+            tests.append(lambda rows, x=plain: ~np.isnan(x[rows]))  # a NumPy integer column has no nulls
         for op, v in w.conditions:
             if op in ("gt", "ge", "lt", "le"):
                 if not _is_numeric(s):
                     raise DataError(f"target {target.name!r}: where {op} compares numbers, and column "
                                     f"{w.column!r} holds {s.dtype}")
-                x = _as_float(s) if pd.api.types.is_bool_dtype(s.dtype) else _float64_if_narrow(s)  # bools as 0/1
-                with np.errstate(invalid="ignore"):
-                    cond = {"gt": x > v, "ge": x >= v, "lt": x < v, "le": x <= v}[op]
+                compare = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}[op]
+                if plain is not None:  # NaN compares False
+                    tests.append(lambda rows, x=plain, f=compare, v=v: f(x[rows], v))
+                else:
+                    x = _as_float(s) if pd.api.types.is_bool_dtype(s.dtype) else _float64_if_narrow(s)  # bools as 0/1
+                    with np.errstate(invalid="ignore"):
+                        tests.append(_whole(_truth(compare(x, v))))
             else:  # in, not_in, eq, ne: a value of another kind (a number against strings) is never equal
-                cond = _is_in(s, list(v) if op in ("in", "not_in") else [v])
-                if op in ("not_in", "ne"):
-                    cond = ~cond
-            ok &= _truth(cond) & present
+                values = list(v) if op in ("in", "not_in") else [v]
+                negate = op in ("not_in", "ne")
+                if plain is not None and _few_numbers(values):
+                    tests.append(lambda rows, x=plain, vs=values, neg=negate: _equal_any(x[rows], vs, neg))
+                else:
+                    cond = _truth(_is_in(s, values))
+                    tests.append(_whole(~cond if negate else cond))
+    ok = np.ones(n, dtype=bool)
+    for s0 in range(0, n, _CHUNK):
+        rows = slice(s0, s0 + _CHUNK)
+        part = ok[rows]
+        for test in tests:
+            part &= test(rows)  # nulls fail through the column's presence test
     return ok
+
+
+def _whole(mask: np.ndarray):
+    """A test of a mask computed for every row at once."""
+    return lambda rows: mask[rows]
+
+
+def _plain_numbers(s: pd.Series) -> Optional[np.ndarray]:
+    """A NumPy integer or float column's values (float32/float16 widened to float64; NaN
+    is its null), compared with NumPy directly; None for any other column."""
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+        x = s.to_numpy()
+        return x.astype(np.float64) if x.dtype.kind == "f" and x.dtype.itemsize < 8 else x
+    return None
+
+
+def _few_numbers(values: list) -> bool:
+    """A short list of numbers (not booleans): equality passes beat numpy's sorting isin."""
+    return len(values) <= 8 and all(isinstance(v, (int, float, np.integer, np.floating))
+                                    and not isinstance(v, (bool, np.bool_)) for v in values)
+
+
+def _equal_any(x: np.ndarray, values: list, negate: bool) -> np.ndarray:
+    """x equal to any of ``values`` (integers compared exactly), or to none with ``negate``."""
+    ok = np.zeros(len(x), dtype=bool)
+    for v in values:
+        ok |= x == v
+    return ~ok if negate else ok
 
 
 def _float64_if_narrow(s: pd.Series) -> pd.Series:
@@ -131,14 +181,8 @@ def _is_in(s: pd.Series, values: list):
     column and a few numbers, one equality pass per number instead of numpy's sorting
     ``isin``, with the same answer (integers compared exactly)."""
     s = _float64_if_narrow(s)  # pandas has no float16 isin either
-    numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-                  for v in values)
-    if numbers and len(values) <= 8 and isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
-        x = s.to_numpy()
-        ok = np.zeros(len(x), dtype=bool)
-        for v in values:
-            ok |= x == v
-        return ok
+    if _few_numbers(values) and isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+        return _equal_any(s.to_numpy(), values, False)
     return s.isin(values)
 
 
