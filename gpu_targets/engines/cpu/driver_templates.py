@@ -149,6 +149,9 @@ _DURATIONS = """\
 
 _RANGE_SCRATCH = """\
     # scratch of the SPEC v2 targets (ranges.py)
+    rt = np.empty(m + _SENTINELS, dtype=np.int64)  # times, then int64 max (_row_bounds' vector compares)
+    rt[:m] = t
+    rt[m:] = np.iinfo(np.int64).max
     p_rows = np.empty(m, dtype=np.int64)
     rlo = np.empty(m, dtype=np.int64)
     rhi = np.empty(m, dtype=np.int64)
@@ -182,7 +185,7 @@ _RANGE = """\
                 stale = True
                 ranked = False
             if plan.wkey[ti] != last_w:
-{periods}                _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, t, plan.nwin[ti], plan.offset[ti], rlo, rhi)
+{periods}                _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, rt, plan.nwin[ti], plan.offset[ti], rlo, rhi)
                 last_w = plan.wkey[ti]
                 stale = True
             if stale:

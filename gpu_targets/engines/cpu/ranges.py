@@ -34,6 +34,7 @@ from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION, WK_PERIOD
 from ..elementwise import quantile_of
+from .bounds import _advance
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
 from .topk import _sliding_topk
 
@@ -52,8 +53,13 @@ def _row_bounds(wkind, mode, p, t, n, g, lo, hi):
     """W(r) = [lo[r], hi[r]) over one user's m rows (SPEC.md 2.1), bounds non-decreasing.
 
     ``wkind``/``mode``: the window; ``p`` int64 [m] period index per row (period windows,
-    non-decreasing); ``t`` int64 [m] times (duration windows, non-decreasing); ``n``: N
-    periods, the duration D or N rows; ``g``: the offset G (time units of ``t``) or K rows.
+    non-decreasing); ``t`` int64 [m + _SENTINELS] times (duration windows, non-decreasing,
+    then int64 max); ``n``: N periods, the duration D or N rows; ``g``: the offset G (time
+    units of ``t``) or K rows.
+
+    A period index changes on few rows, so a scan whose exit is rarely mispredicted finds
+    its bounds; a duration bound moves on most rows by a varying step, so it advances by
+    vector compares of 8 times (:func:`.bounds._advance`, no mispredicted loop exits).
     """
     m = lo.shape[0]
     a = 0
@@ -73,11 +79,11 @@ def _row_bounds(wkind, mode, p, t, n, g, lo, hi):
         elif wkind == WK_DURATION:
             tr = t[r]
             if mode == TRAILING:
-                a = _count_upto(t, a, tr - g - n)
-                b = r + 1 if g == 0 else _count_upto(t, b, tr - g)
+                a = _advance(t, a, tr - g - n)
+                b = r + 1 if g == 0 else _advance(t, b, tr - g)
             else:  # FORWARD: t_i + G < t_j <= t_i + G + D
-                a = _count_upto(t, a, tr + g)
-                b = _count_upto(t, b, tr + g + n)
+                a = _advance(t, a, tr + g)
+                b = _advance(t, b, tr + g + n)
         else:  # rows
             if mode == TRAILING:
                 a = min(max(r - g - n + 1, 0), m)
@@ -110,16 +116,19 @@ def _membership(mc, a, x, mcc_bits, sign_bits, nomcc_bits, f, masks, wm, user_ro
     range path's tables, ``[words, ...]``: word f >> 6, bit f & 63; the sign of the amount,
     NaN neither sign), its where mask (``wm`` >= 0) and has a value (x not NaN). Unlike the
     version 1 filter bits, a null amount does not exclude a row whose value is another
-    column."""
+    column. Branch-free (``&``, not ``and``): a filter passing rows at random would
+    mispredict a branch on many of them."""
     bit = np.uint64(1) << np.uint64(f & 63)
     w = f >> 6
+    nmcc = mcc_bits.shape[1]
     for r in range(x.shape[0]):
         c = mc[r]
-        b = mcc_bits[w, c] if c >= 0 and c < mcc_bits.shape[1] else nomcc_bits[w]
+        inside = (c >= 0) & (c < nmcc)
+        b = mcc_bits[w, c if inside else 0] if inside else nomcc_bits[w]
         side = np.int64(a[r] > 0) - np.int64(a[r] < 0) + 1
-        ok = (b & sign_bits[w, side] & bit) != 0 and x[r] == x[r]
-        if ok and wm >= 0:
-            ok = masks[wm, user_rows[r] if has_order else s + r] != 0
+        ok = ((b & sign_bits[w, side] & bit) != 0) & (x[r] == x[r])
+        if wm >= 0:
+            ok &= masks[wm, user_rows[r] if has_order else s + r] != 0
         inv[r] = ok
 
 
@@ -134,15 +143,15 @@ def _period_rows(starts, nr, vals, p):
 @njit(cache=True)
 def _compact_v(inv, x, absf, t, vv, vt, vr, cv):
     """V of one target: values vv[:nv] (|x| with ``absf``), times vt, rows vr, and
-    cv[r] = number of V rows before row r (cv[m] = nv). Returns nv."""
+    cv[r] = number of V rows before row r (cv[m] = nv). Returns nv. Branch-free: every
+    row is written at position nv, which only the rows in V advance."""
     nv = 0
     for r in range(inv.shape[0]):
         cv[r] = nv
-        if inv[r]:
-            vv[nv] = abs(x[r]) if absf else x[r]
-            vt[nv] = t[r]
-            vr[nv] = r
-            nv += 1
+        vv[nv] = abs(x[r]) if absf else x[r]
+        vt[nv] = t[r]
+        vr[nv] = r
+        nv += inv[r]
     cv[inv.shape[0]] = nv
     return nv
 
