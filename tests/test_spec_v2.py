@@ -325,9 +325,9 @@ def test_where_and_value_columns_reach_the_format_adapters_and_composite_users(v
 
 
 def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
-    """Windows wider than the cpu engine's sorted buffer (64 values) take its bit set of
-    ranks with a cursor (ties, -0.0, whole windows replaced at a month's end, q = 0 and
-    1); amounts that are not small integers take the sorted ids of nunique."""
+    """The cpu engine's bit set of ranks with a cursor on wide windows (ties, -0.0, whole
+    windows replaced at a month's end, q = 0 and 1, three order statistics sharing one V's
+    ranks); amounts that are not small integers take the sorted ids of nunique."""
     from conftest import assert_matches_reference
 
     rng = np.random.default_rng(7)
@@ -345,6 +345,37 @@ def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
         {"name": "q3", "agg": "quantile", "q": 0.3, "window": {"period": "month", "mode": "previous", "periods": 2}},
     ]
     assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
+
+
+def test_windows_shared_by_targets_of_different_values_are_cached_per_user(v2_backend):
+    """Targets of one window but different V (filters, where:, value:) sit apart in plan
+    order (V first): the cpu driver computes such a window once per user into a cache
+    slot (``Plan.wslot``) and reads it back for the later targets; every engine matches
+    the reference, two users so the cache is refilled per user."""
+    from conftest import assert_matches_reference
+
+    from gpu_targets.engines.plan import compile_plan
+
+    rng = np.random.default_rng(12)
+    n = 400
+    frame = pd.DataFrame({"user_id": np.repeat([1, 2], n // 2), "timestamp": np.sort(rng.integers(0, 200, n)),
+                          "amount": rng.normal(0, 50, n).round(1), "mcc": rng.choice([5411, 6011, 5912], n),
+                          "tr_type": rng.integers(0, 3, n)})
+    frame = frame.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+    month = {"period": "month", "mode": "previous", "periods": 2}
+    days = {"duration": "20d", "mode": "trailing", "offset": "2d"}
+    targets = [
+        {"name": "s_all_month", "agg": "sum", "window": month},
+        {"name": "s_all_days", "agg": "mean", "window": days},
+        {"name": "c_atm_month", "agg": "count", "mcc": [6011], "window": month},
+        {"name": "m_atm_days", "agg": "median", "mcc": [6011], "window": days},
+        {"name": "n_type_days", "agg": "nunique", "value": "tr_type", "window": days},
+        {"name": "l_type_month", "agg": "last", "where": [{"column": "tr_type", "eq": 1}], "window": month},
+    ]
+    config = load_config({"time_unit": "D", "targets": targets})
+    plan = compile_plan(config)
+    assert (plan.wslot >= 0).sum() >= 4 and len(set(plan.wslot[plan.wslot >= 0])) == 2
+    assert_matches_reference(frame, config, v2_backend)
 
 
 def test_the_quantile_cursor_on_narrow_and_wide_windows_over_a_long_history():

@@ -77,6 +77,9 @@ class Plan:
     value_keys, mask_keys :    :func:`gpu_targets.where.value_key` / ``filter_key`` of each array, in order
     vkey, wkey : int64 [T]     [v2] ids of a range-path target's V (filter, where mask, values, abs)
                                and of its window: equal ids are adjacent in plan order (-1: not ranged)
+    wslot : int64 [T]          [v2] a slot of the cpu driver's window cache for a window that targets
+                               apart in plan order share (their V differ), computed once per user
+                               (-1: none, its adjacent targets share it)
     """
 
     window: np.ndarray
@@ -108,6 +111,7 @@ class Plan:
     range_nomcc_bits: np.ndarray = None
     vkey: np.ndarray = None
     wkey: np.ndarray = None
+    wslot: np.ndarray = None
 
 
 def compile_plan(config: Config) -> Plan:
@@ -212,6 +216,14 @@ def compile_plan(config: Config) -> Plan:
             window_key.append(-1)
         vkey.append(v_keys.setdefault(v_of(i), len(v_keys)) if ranged[i] else -1)
         wkey.append(w_keys.setdefault(w_of(i), len(w_keys)) if ranged[i] else -1)
+    # a window whose targets are not all side by side (their V differ) is computed once per
+    # user into a cache slot; one used by a single run of adjacent targets needs none
+    runs_of = {}
+    for j, w in enumerate(wkey):
+        if w >= 0 and (j == 0 or wkey[j - 1] != w):
+            runs_of[w] = runs_of.get(w, 0) + 1
+    slots = {w: i for i, w in enumerate(w for w, r in runs_of.items() if r > 1)}
+    wslot = [slots.get(w, -1) for w in wkey]
     window, param, slot, agg, k, fbit, absval, fill, col, ranged, wkind, nwin, offset, q, vcol, wmask = (
         [v[i] for i in run]
         for v in (window, param, slot, agg, k, fbit, absval, fill, col, ranged, wkind, nwin, offset, q, vcol, wmask)
@@ -249,6 +261,7 @@ def compile_plan(config: Config) -> Plan:
         range_nomcc_bits=range_nomcc,
         vkey=np.asarray(vkey, dtype=np.int64),
         wkey=np.asarray(wkey, dtype=np.int64),
+        wslot=np.asarray(wslot, dtype=np.int64),
     )
 
 

@@ -277,7 +277,7 @@ def compute(
                         plan.col, kind, plan.window_key, plan.period_codes, plan.mcc_bits, plan.sign_bits,
                         plan.nomcc_bits, kmax, runp, fdense, plan.ranged, plan.wkind, nwin, offset, plan.q,
                         plan.vcol, plan.wmask, plan.range_mcc_bits, plan.range_sign_bits, plan.range_nomcc_bits,
-                        plan.vkey, plan.wkey, np.float64(sec))
+                        plan.vkey, plan.wkey, plan.wslot, np.float64(sec))
     result = out
     if out is None:
         result = out = fresh_output((plan.n_columns, len(tx)))

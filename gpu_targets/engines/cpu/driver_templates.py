@@ -153,8 +153,15 @@ _RANGE_SCRATCH = """\
     rt[:m] = t
     rt[m:] = np.iinfo(np.int64).max
     p_rows = np.empty(m, dtype=np.int64)
-    rlo = np.empty(m, dtype=np.int64)
-    rhi = np.empty(m, dtype=np.int64)
+    slo = np.empty(m, dtype=np.int64)  # the bounds of a window only adjacent targets use
+    shi = np.empty(m, dtype=np.int64)
+    n_wslots = 0
+    for ti in range(plan.wslot.shape[0]):
+        n_wslots = max(n_wslots, plan.wslot[ti] + 1)
+    wcache = np.empty((n_wslots, 2, m), dtype=np.int64)  # those of windows targets apart in plan order use
+    wdone = np.zeros(n_wslots, dtype=np.bool_)
+    rlo = slo
+    rhi = shi
     rvlo = np.empty(m, dtype=np.int64)
     rvhi = np.empty(m, dtype=np.int64)
     rcv = np.empty(m + 1, dtype=np.int64)
@@ -185,7 +192,13 @@ _RANGE = """\
                 stale = True
                 ranked = False
             if plan.wkey[ti] != last_w:
-{periods}                _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, rt, plan.nwin[ti], plan.offset[ti], rlo, rhi)
+                ws = plan.wslot[ti]
+                rlo = slo if ws < 0 else wcache[ws, 0]
+                rhi = shi if ws < 0 else wcache[ws, 1]
+                if ws < 0 or not wdone[ws]:
+{periods}                    _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, rt, plan.nwin[ti], plan.offset[ti], rlo, rhi)
+                    if ws >= 0:
+                        wdone[ws] = True
                 last_w = plan.wkey[ti]
                 stale = True
             if stale:
@@ -194,13 +207,13 @@ _RANGE = """\
 {dispatch}            continue
 """
 _RANGE_PERIODS = """\
-                if plan.wkind[ti] == {wk_period}:
-                    sl = plan.slot[ti]
-{nonmono}                    _period_rows(pst[sl], pnr[sl], pvl[sl], p_rows)
+                    if plan.wkind[ti] == {wk_period}:
+                        sl = plan.slot[ti]
+{nonmono}                        _period_rows(pst[sl], pnr[sl], pvl[sl], p_rows)
 """
 _RANGE_NONMONO = f"""\
-                    if not mono and nonmono[sl]:
-                        raise ValueError({NONMONOTONE_PERIODS.format(engine="cpu")!r})
+                        if not mono and nonmono[sl]:
+                            raise ValueError({NONMONOTONE_PERIODS.format(engine="cpu")!r})
 """
 
 _LOOP = """\

@@ -75,7 +75,7 @@ class PlanArrays(NamedTuple):
         ``floor(tick * num / den)``.
     fdense : bool [64]
         Filter bit f passes more than 5% of the sampled rows (branch-free loops).
-    ranged, wkind, nwin, offset, q, vcol, wmask, range_mcc_bits, range_sign_bits, range_nomcc_bits, vkey, wkey :
+    ranged, wkind, nwin, offset, q, vcol, wmask, range_mcc_bits, range_sign_bits, range_nomcc_bits, vkey, wkey, wslot :
         [v2] The plan's arrays of the range path (``nwin`` and ``offset`` of duration
         windows in ``InputRows.tfac`` ticks; its filter tables, one row per 64 filters).
     sec : float64
@@ -112,4 +112,5 @@ class PlanArrays(NamedTuple):
     range_nomcc_bits: np.ndarray
     vkey: np.ndarray
     wkey: np.ndarray
+    wslot: np.ndarray
     sec: np.float64
