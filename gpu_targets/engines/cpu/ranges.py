@@ -34,13 +34,13 @@ from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION, WK_PERIOD
 from ..elementwise import quantile_of
-from .bounds import _advance
+from .bounds import _count_upto
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
 from .topk import _sliding_topk
 
 
 @njit(cache=True, inline="always")
-def _count_upto(key, j, thr):
+def _scan_upto(key, j, thr):
     """Advance j to the number of key[:m] <= thr (key non-decreasing; j already <= it)."""
     m = key.shape[0]
     while j < m and key[j] <= thr:
@@ -58,32 +58,38 @@ def _row_bounds(wkind, mode, p, t, n, g, lo, hi):
     units of ``t``) or K rows.
 
     A period index changes on few rows, so a scan whose exit is rarely mispredicted finds
-    its bounds; a duration bound moves on most rows by a varying step, so it advances by
-    vector compares of 8 times (:func:`.bounds._advance`, no mispredicted loop exits).
+    its bounds. A duration bound moves on most rows by a varying step: it is a count of
+    times up to a threshold, found as for version 1 windows (:func:`.bounds._count_upto`:
+    vector compares of 8 times, four lanes of rows side by side).
     """
     m = lo.shape[0]
+    if wkind == WK_DURATION:
+        rows_t = t[:m]
+        if mode == TRAILING:  # t_i - G - D < t_j <= t_i - G
+            _count_upto(t, m, rows_t, -(g + n), lo)
+            if g == 0:
+                for r in range(m):
+                    hi[r] = r + 1
+            else:
+                _count_upto(t, m, rows_t, -g, hi)
+        else:  # FORWARD: t_i + G < t_j <= t_i + G + D
+            _count_upto(t, m, rows_t, g, lo)
+            _count_upto(t, m, rows_t, g + n, hi)
+        return
     a = 0
     b = 0
     for r in range(m):
         if wkind == WK_PERIOD:
             pr = p[r]
             if mode == EXPANDING or mode == FULL:
-                a = _count_upto(p, a, pr - n)
-                b = r + 1 if mode == EXPANDING else _count_upto(p, b, pr)
+                a = _scan_upto(p, a, pr - n)
+                b = r + 1 if mode == EXPANDING else _scan_upto(p, b, pr)
             elif mode == NEXT:
-                a = _count_upto(p, a, pr)
-                b = _count_upto(p, b, pr + n)
+                a = _scan_upto(p, a, pr)
+                b = _scan_upto(p, b, pr + n)
             else:  # PREVIOUS: P(t_i) - N <= P(t_j) < P(t_i)
-                a = _count_upto(p, a, pr - n - 1)
-                b = _count_upto(p, b, pr - 1)
-        elif wkind == WK_DURATION:
-            tr = t[r]
-            if mode == TRAILING:
-                a = _advance(t, a, tr - g - n)
-                b = r + 1 if g == 0 else _advance(t, b, tr - g)
-            else:  # FORWARD: t_i + G < t_j <= t_i + G + D
-                a = _advance(t, a, tr + g)
-                b = _advance(t, b, tr + g + n)
+                a = _scan_upto(p, a, pr - n - 1)
+                b = _scan_upto(p, b, pr - 1)
         else:  # rows
             if mode == TRAILING:
                 a = min(max(r - g - n + 1, 0), m)
