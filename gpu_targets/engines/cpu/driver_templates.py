@@ -162,8 +162,10 @@ _RANGE_SCRATCH = """\
     wdone = np.zeros(n_wslots, dtype=np.bool_)
     rlo = slo
     rhi = shi
-    rvlo = np.empty(m, dtype=np.int64)
-    rvhi = np.empty(m, dtype=np.int64)
+    svlo = np.empty(m, dtype=np.int64)
+    svhi = np.empty(m, dtype=np.int64)
+    rvlo = svlo  # the V ranges: these, or the row ranges themselves when V holds every row
+    rvhi = svhi
     rcv = np.empty(m + 1, dtype=np.int64)
     rvv = np.empty(m, dtype=np.float64)
     rvt = np.empty(m, dtype=np.int64)
@@ -202,7 +204,13 @@ _RANGE = """\
                 last_w = plan.wkey[ti]
                 stale = True
             if stale:
-                _v_ranges(rcv, rlo, rhi, rvlo, rvhi)
+                if nv == m:  # V holds every row: its ranges are the rows' (cv is the identity)
+                    rvlo = rlo
+                    rvhi = rhi
+                else:
+                    rvlo = svlo
+                    rvhi = svhi
+                    _v_ranges(rcv, rlo, rhi, rvlo, rvhi)
                 stale = False
 {dispatch}            continue
 """
