@@ -179,10 +179,10 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
             else:
                 calls.append((i, f"{name}({args})"))
         dispatch = _dispatch(calls, " " * 12)
-        periods = ""
+        bounds = T._RANGE_BOUNDS
         if range_periods:
-            periods = T._RANGE_PERIODS.format(wk_period=WK_PERIOD, nonmono="" if utc else T._RANGE_NONMONO)
-        parts.append(T._RANGE.format(first=_FIRST_RANGE, periods=periods, dispatch=dispatch))
+            bounds = T._RANGE_PERIOD_BOUNDS.format(wk_period=WK_PERIOD, nonmono="" if utc else T._RANGE_NONMONO)
+        parts.append(T._RANGE.format(first=_FIRST_RANGE, bounds=bounds, dispatch=dispatch))
     if period:
         if sliding:
             parts.append(f"        if kid < {_N_PERIOD}:\n")
@@ -210,7 +210,7 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
     kernel_imports = "\n".join(f"from {_PACKAGE}.engines.cpu.{_KERNEL_MODULE.get(n, 'periods' if n.startswith('_period') else 'sliding')} import {n}"
                                for n in names)
     if ranged:
-        kernel_imports += (f"\nfrom {_PACKAGE}.engines.cpu.ranges import (_compact_v, _membership, _period_rows, "
+        kernel_imports += (f"\nfrom {_PACKAGE}.engines.cpu.ranges import (_compact_v, _membership, _period_bounds, "
                            "_row_bounds, _user_values, _v_ranges, _v_ranks)")
     import numba
 

@@ -152,7 +152,6 @@ _RANGE_SCRATCH = """\
     rt = np.empty(m + _SENTINELS, dtype=np.int64)  # times, then int64 max (_row_bounds' vector compares)
     rt[:m] = t
     rt[m:] = np.iinfo(np.int64).max
-    p_rows = np.empty(m, dtype=np.int64)
     slo = np.empty(m, dtype=np.int64)  # the bounds of a window only adjacent targets use
     shi = np.empty(m, dtype=np.int64)
     n_wslots = 0
@@ -198,8 +197,7 @@ _RANGE = """\
                 rlo = slo if ws < 0 else wcache[ws, 0]
                 rhi = shi if ws < 0 else wcache[ws, 1]
                 if ws < 0 or not wdone[ws]:
-{periods}                    _row_bounds(plan.wkind[ti], plan.window[ti], p_rows, rt, plan.nwin[ti], plan.offset[ti], rlo, rhi)
-                    if ws >= 0:
+{bounds}                    if ws >= 0:
                         wdone[ws] = True
                 last_w = plan.wkey[ti]
                 stale = True
@@ -214,10 +212,15 @@ _RANGE = """\
                 stale = False
 {dispatch}            continue
 """
-_RANGE_PERIODS = """\
+_RANGE_BOUNDS = """\
+                    _row_bounds(plan.wkind[ti], plan.window[ti], rt, plan.nwin[ti], plan.offset[ti], rlo, rhi)
+"""
+_RANGE_PERIOD_BOUNDS = """\
                     if plan.wkind[ti] == {wk_period}:
                         sl = plan.slot[ti]
-{nonmono}                        _period_rows(pst[sl], pnr[sl], pvl[sl], p_rows)
+{nonmono}                        _period_bounds(pst[sl], pnr[sl], pvl[sl], plan.window[ti], plan.nwin[ti], rlo, rhi)
+                    else:
+                        _row_bounds(plan.wkind[ti], plan.window[ti], rt, plan.nwin[ti], plan.offset[ti], rlo, rhi)
 """
 _RANGE_NONMONO = f"""\
                         if not mono and nonmono[sl]:

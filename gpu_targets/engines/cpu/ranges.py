@@ -4,7 +4,8 @@ aggregation over a sliding range of V.
 For a user's rows in (time, row) order, each v2 window (``periods: N`` and ``previous``
 periods, durations with an ``offset``, ``rows`` windows) holds a contiguous range
 ``[lo[r], hi[r])`` of rows whose bounds never decrease with r, since period indices and
-times never decrease along the rows (:func:`_row_bounds`, two pointers: O(m)). V, the
+times never decrease along the rows (:func:`_period_bounds` per run of a period,
+:func:`_row_bounds` by counts of times or index arithmetic: O(m)). V, the
 rows passing the target's filters whose value is not null, is compacted once for the
 targets that share it (:func:`_compact_v`; the plan puts them side by side, and those
 with the same window also share its bounds), and a row range maps to a range of V by
@@ -32,35 +33,25 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
-from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION, WK_PERIOD
+from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION
 from ..elementwise import quantile_of
 from .bounds import _count_upto
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
 from .topk import _sliding_topk
 
 
-@njit(cache=True, inline="always")
-def _scan_upto(key, j, thr):
-    """Advance j to the number of key[:m] <= thr (key non-decreasing; j already <= it)."""
-    m = key.shape[0]
-    while j < m and key[j] <= thr:
-        j += 1
-    return j
-
-
 @njit(cache=True)
-def _row_bounds(wkind, mode, p, t, n, g, lo, hi):
-    """W(r) = [lo[r], hi[r]) over one user's m rows (SPEC.md 2.1), bounds non-decreasing.
+def _row_bounds(wkind, mode, t, n, g, lo, hi):
+    """W(r) = [lo[r], hi[r]) of a duration or rows window over one user's m rows (SPEC.md
+    2.1), bounds non-decreasing (period windows: :func:`_period_bounds`).
 
-    ``wkind``/``mode``: the window; ``p`` int64 [m] period index per row (period windows,
-    non-decreasing); ``t`` int64 [m + _SENTINELS] times (duration windows, non-decreasing,
-    then int64 max); ``n``: N periods, the duration D or N rows; ``g``: the offset G (time
-    units of ``t``) or K rows.
+    ``wkind``/``mode``: the window; ``t`` int64 [m + _SENTINELS] times (non-decreasing,
+    then int64 max); ``n``: the duration D or N rows; ``g``: the offset G (time units of
+    ``t``) or K rows.
 
-    A period index changes on few rows, so a scan whose exit is rarely mispredicted finds
-    its bounds. A duration bound moves on most rows by a varying step: it is a count of
-    times up to a threshold, found as for version 1 windows (:func:`.bounds._count_upto`:
-    vector compares of 8 times, four lanes of rows side by side).
+    A duration bound moves on most rows by a varying step: it is a count of times up to a
+    threshold, found as for version 1 windows (:func:`.bounds._count_upto`: vector
+    compares of 8 times, four lanes of rows side by side, no mispredicted loop exits).
     """
     m = lo.shape[0]
     if wkind == WK_DURATION:
@@ -76,29 +67,55 @@ def _row_bounds(wkind, mode, p, t, n, g, lo, hi):
             _count_upto(t, m, rows_t, g, lo)
             _count_upto(t, m, rows_t, g + n, hi)
         return
-    a = 0
-    b = 0
-    for r in range(m):
-        if wkind == WK_PERIOD:
-            pr = p[r]
-            if mode == EXPANDING or mode == FULL:
-                a = _scan_upto(p, a, pr - n)
-                b = r + 1 if mode == EXPANDING else _scan_upto(p, b, pr)
-            elif mode == NEXT:
-                a = _scan_upto(p, a, pr)
-                b = _scan_upto(p, b, pr + n)
-            else:  # PREVIOUS: P(t_i) - N <= P(t_j) < P(t_i)
-                a = _scan_upto(p, a, pr - n - 1)
-                b = _scan_upto(p, b, pr - 1)
-        else:  # rows
-            if mode == TRAILING:
-                a = min(max(r - g - n + 1, 0), m)
-                b = min(max(r - g + 1, 0), m)
-            else:
-                a = min(r + g + 1, m)
-                b = min(r + g + n + 1, m)
+    for r in range(m):  # rows
+        if mode == TRAILING:
+            a = min(max(r - g - n + 1, 0), m)
+            b = min(max(r - g + 1, 0), m)
+        else:
+            a = min(r + g + 1, m)
+            b = min(r + g + n + 1, m)
         lo[r] = a
         hi[r] = max(a, b)
+
+
+@njit(cache=True)
+def _period_bounds(starts, nr, vals, mode, n, lo, hi):
+    """W(r) = [lo[r], hi[r]) of a period window (SPEC.md 2.1) from the runs of its period
+    kind: rows starts[q]..starts[q + 1] in period vals[q] (increasing; starts[nr] = m).
+    The bounds move only where a run starts, so they are found once per run (two
+    pointers over the runs) and written over its rows: no per-row scan whose exit a
+    branch predictor would miss at every period change.
+
+    ``mode``: expanding / full (periods P - N < P(t_j) <= P, expanding up to the row),
+    next (P < P(t_j) <= P + N), previous (P - N <= P(t_j) < P); ``n``: N periods.
+    """
+    qa = 0
+    qb = 0
+    for q in range(nr):
+        pq = vals[q]
+        if mode == EXPANDING or mode == FULL:
+            lo_thr = pq - n
+            hi_thr = pq
+        elif mode == NEXT:
+            lo_thr = pq
+            hi_thr = pq + n
+        else:  # PREVIOUS
+            lo_thr = pq - n - 1
+            hi_thr = pq - 1
+        while qa < nr and vals[qa] <= lo_thr:
+            qa += 1
+        while qb < nr and vals[qb] <= hi_thr:
+            qb += 1
+        a = starts[qa]
+        b = starts[qb]
+        if mode == EXPANDING:
+            for r in range(starts[q], starts[q + 1]):
+                lo[r] = a
+                hi[r] = max(a, r + 1)
+        else:
+            for r in range(starts[q], starts[q + 1]):
+                lo[r] = a
+                hi[r] = max(a, b)
 
 
 @njit(cache=True)
@@ -136,14 +153,6 @@ def _membership(mc, a, x, mcc_bits, sign_bits, nomcc_bits, f, masks, wm, user_ro
         if wm >= 0:
             ok &= masks[wm, user_rows[r] if has_order else s + r] != 0
         inv[r] = ok
-
-
-@njit(cache=True)
-def _period_rows(starts, nr, vals, p):
-    """p[r] = the period index of row r, from the runs of one period kind."""
-    for q in range(nr):
-        for r in range(starts[q], starts[q + 1]):
-            p[r] = vals[q]
 
 
 @njit(cache=True)
