@@ -441,16 +441,28 @@ def test_where_in_takes_equality_passes_with_the_answer_of_pandas_isin():
 
 def test_the_radix_argsort_of_the_cpu_quantiles_orders_every_float():
     """engines/cpu/ranges.py's ranks: sorted values equal numpy's sort (extremes, -0.0
-    next to 0.0, subnormals, ties), equal bit patterns keep their order (stable)."""
+    next to 0.0, subnormals, ties), equal bit patterns keep their order (stable); the
+    permutation is numpy's stable argsort of the order-preserving integer keys, also
+    for values a few ulps apart (equal in the sorted upper bits, ordered by the full
+    keys afterwards: by insertion in a short group, by merge sort in a long one)."""
     from gpu_targets.engines.cpu.ranges import _radix_argsort
+
+    def keys(v):
+        b = v.view(np.uint64)
+        top = np.uint64(1) << np.uint64(63)
+        return np.where(b & top, ~b, b | top)
 
     rng = np.random.default_rng(3)
     special = np.array([0.0, -0.0, np.inf, -np.inf, 1e308, -1e308, 5e-324, -5e-324, 1.0, 1.0, -2.5, -2.5])
-    for vv in (special, rng.normal(0, 1e5, 3000).round(2), rng.choice(special, 500)):
+    ulps = 1.0 + np.finfo(float).eps * rng.integers(-40, 40, 3000)  # groups of a few ulps among 3,000
+    subnormal = np.nextafter(0.0, 1.0) * rng.integers(-2000, 2000, 5000)  # one long group of distinct keys
+    for vv in (special, rng.normal(0, 1e5, 3000).round(2), rng.choice(special, 500), ulps, subnormal,
+               rng.normal(0, 1, 70_000)):
         perm = _radix_argsort(vv, len(vv))
         np.testing.assert_array_equal(vv[perm], np.sort(vv))
         same = vv[perm][1:].view(np.uint64) == vv[perm][:-1].view(np.uint64)
         assert np.all(perm[1:][same] > perm[:-1][same])
+        np.testing.assert_array_equal(perm, np.argsort(keys(vv), kind="stable"))
     assert len(_radix_argsort(np.empty(0), 0)) == 0
 
 
