@@ -36,6 +36,7 @@ from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION
 from ..elementwise import quantile_of
 from .bounds import _count_upto
+from .intrinsics import _first_nonzero8, _last_nonzero8
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
 from .topk import _sliding_topk
 
@@ -364,13 +365,26 @@ def _radix_argsort(vv, nv):
     return order
 
 
+#: Words of zeros on each side of a quantile bit set (``words[_PAD + w]`` holds ranks
+#: 64w..64w+63), so that :func:`_next_set` and :func:`_prev_set` read eight words at once.
+_PAD = 8
+
+
 @njit(cache=True, inline="always")
 def _next_set(words, summary, p):
-    """The smallest set bit >= p of the bit set ``words`` (one must exist). ``summary`` has
-    bit w set whenever ``words[w]`` may be non-empty (set on every insertion, cleared
-    here when found stale), so runs of empty words are skipped 64 at a time."""
+    """The smallest set bit >= p of the bit set ``words`` (one must exist; word w at
+    ``words[_PAD + w]``). The eight words from p's are tested in one vector compare
+    (:func:`.intrinsics._first_nonzero8`: no branch on how far the next bit is, which a
+    window of tens of values among thousands of ranks makes random); beyond them
+    ``summary``, with bit w set whenever word w may be non-empty (set on every
+    insertion, cleared here when found stale), skips runs of empty words 64 at a time."""
     w = p >> 6
-    bits = words[w] & (_ALL << np.uint64(p & 63))
+    first = _ALL << np.uint64(p & 63)
+    j = _first_nonzero8(words, _PAD + w, first)
+    if j < 8:
+        return ((w + j) << 6) + int(trailing_zeros(words[_PAD + w + j] & (first if j == 0 else _ALL)))
+    w += 7
+    bits = np.uint64(0)
     while bits == 0:
         w += 1
         sw = w >> 6
@@ -379,7 +393,7 @@ def _next_set(words, summary, p):
             sw += 1
             sbits = summary[sw]
         w = (sw << 6) + int(trailing_zeros(sbits))
-        bits = words[w]
+        bits = words[_PAD + w]
         if bits == 0:  # emptied since its summary bit was set
             summary[sw] &= ~(np.uint64(1) << np.uint64(w & 63))
     return (w << 6) + int(trailing_zeros(bits))
@@ -387,9 +401,14 @@ def _next_set(words, summary, p):
 
 @njit(cache=True, inline="always")
 def _prev_set(words, summary, p):
-    """The largest set bit <= p of the bit set ``words`` (one must exist)."""
+    """The largest set bit <= p of the bit set ``words`` (one must exist; as :func:`_next_set`)."""
     w = p >> 6
-    bits = words[w] & (_ALL >> np.uint64(63 - (p & 63)))
+    last = _ALL >> np.uint64(63 - (p & 63))
+    j = _last_nonzero8(words, _PAD + w - 7, last)
+    if j < 8:
+        return ((w - j) << 6) + 63 - int(leading_zeros(words[_PAD + w - j] & (last if j == 0 else _ALL)))
+    w -= 7
+    bits = np.uint64(0)
     while bits == 0:
         w -= 1
         sw = w >> 6
@@ -398,7 +417,7 @@ def _prev_set(words, summary, p):
             sw -= 1
             sbits = summary[sw]
         w = (sw << 6) + 63 - int(leading_zeros(sbits))
-        bits = words[w]
+        bits = words[_PAD + w]
         if bits == 0:
             summary[sw] &= ~(np.uint64(1) << np.uint64(w & 63))
     return (w << 6) + 63 - int(leading_zeros(bits))
@@ -424,6 +443,9 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     by at most one per value); a second level of bits marks the non-empty words, so a
     step skips 4,096 empty ranks per word read (a narrow window over a long history:
     O(m * nv / 4096) word reads at worst, a few per step on a user's thousands of rows).
+    The next present rank above the cursor (the order statistic low + 1, which
+    interpolation reads on most rows) is kept while values come and go, so a row
+    searches only when the cursor moves up or that rank leaves.
     ``benchmarks/order_stats.py`` times it (docs/benchmarks.md)."""
     m = vlo.shape[0]
     median = agg == MEDIAN
@@ -431,10 +453,12 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     # a bit set over the ranks of V's values (ties get distinct ranks) and a cursor on the
     # window's low-th smallest value; a value in or out moves the wanted rank and the
     # cursor by at most one present rank (a find-next-set-bit)
-    words = np.zeros((nv >> 6) + 1, dtype=np.uint64)
-    summary = np.zeros((words.shape[0] >> 6) + 1, dtype=np.uint64)  # bit w: words[w] may be != 0
+    nw = (nv >> 6) + 1
+    words = np.zeros(nw + 2 * _PAD, dtype=np.uint64)  # rank k: bit k & 63 of words[_PAD + (k >> 6)]
+    summary = np.zeros((nw >> 6) + 1, dtype=np.uint64)  # bit w: word w may be != 0
     one = np.uint64(1)
     c = -1  # the cursor: a rank; below = present ranks < c
+    c1 = -1  # the smallest present rank > c, or -1 when not known
     below = 0
     n = 0
     a = 0
@@ -445,16 +469,18 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
             continue
         while b < vhi[r]:
             k = rank[b]
-            words[k >> 6] |= one << np.uint64(k & 63)
+            words[_PAD + (k >> 6)] |= one << np.uint64(k & 63)
             summary[k >> 12] |= one << np.uint64((k >> 6) & 63)
             n += 1
             below += 1 if k < c else 0
+            c1 = k if c < k < c1 else c1
             b += 1
         while a < vlo[r]:
             k = rank[a]
-            words[k >> 6] &= ~(one << np.uint64(k & 63))  # its summary bit is cleared lazily
+            words[_PAD + (k >> 6)] &= ~(one << np.uint64(k & 63))  # its summary bit is cleared lazily
             n -= 1
             below -= 1 if k < c else 0
+            c1 = -1 if k == c1 else c1
             a += 1
         if n == 0:
             dst[r] = fill
@@ -463,15 +489,24 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
         low = int(math.floor(h))
         if c < 0:
             c = _next_set(words, summary, 0)
+            c1 = -1
         while below > low:
+            present = (words[_PAD + (c >> 6)] >> np.uint64(c & 63)) & one
+            c1 = c if present != 0 else c1
             c = _prev_set(words, summary, c - 1)
             below -= 1
         while True:
-            present = (words[c >> 6] >> np.uint64(c & 63)) & one
+            present = (words[_PAD + (c >> 6)] >> np.uint64(c & 63)) & one
             if present != 0 and below == low:
                 break
             below += 1 if present != 0 else 0
-            c = _next_set(words, summary, c + 1)
+            c = c1 if c1 >= 0 else _next_set(words, summary, c + 1)
+            c1 = -1
         y0 = sorted_vals[c]
-        y1 = y0 if h == low else sorted_vals[_next_set(words, summary, c + 1)]
+        if h == low:
+            y1 = y0
+        else:
+            if c1 < 0:
+                c1 = _next_set(words, summary, c + 1)
+            y1 = sorted_vals[c1]
         dst[r] = quantile_of(y0, y1, h, low, median)
