@@ -154,7 +154,7 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
     if period or range_periods:
         parts.append(T._PERIODS.format(mono="True" if utc else "rows.local_is_utc or _is_non_decreasing(lraw)",
                                      runs=T._RUNS_UTC if utc else T._RUNS_LOCAL))
-    else:
+    elif sliding:  # the filter bits of the duration windows (SPEC v2 targets test their own filters)
         parts.append(T._BITS_ONLY)
     if any("topk" in name for name in names):
         parts.append(T._TOPK_SCRATCH)
