@@ -327,7 +327,9 @@ def test_where_and_value_columns_reach_the_format_adapters_and_composite_users(v
 def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
     """The cpu engine's bit set of ranks with a cursor on wide windows (ties, -0.0, whole
     windows replaced at a month's end, q = 0 and 1, three order statistics sharing one V's
-    ranks); amounts that are not small integers take the sorted ids of nunique."""
+    ranks) and its sorted windows on narrow ones (at most SORTED_WINDOW_MAX values: the
+    last 50 rows, 5 days after a gap) in one config; amounts that are not small integers
+    take the sorted ids of nunique."""
     from conftest import assert_matches_reference
 
     rng = np.random.default_rng(7)
@@ -343,6 +345,8 @@ def test_quantiles_and_nunique_on_a_long_history_match_the_reference():
         {"name": "mfull", "agg": "median", "window": {"period": "month", "mode": "full"}},
         {"name": "q1", "agg": "quantile", "q": 1.0, "window": {"duration": "100d", "mode": "forward", "offset": "3d"}},
         {"name": "q3", "agg": "quantile", "q": 0.3, "window": {"period": "month", "mode": "previous", "periods": 2}},
+        {"name": "m50", "agg": "median", "window": {"rows": 50, "mode": "trailing"}},
+        {"name": "q7", "agg": "quantile", "q": 0.7, "sign": "positive", "window": {"duration": "5d", "mode": "forward", "offset": "2d"}},
     ]
     assert_matches_reference(frame, {"time_unit": "D", "targets": targets}, "cpu")
 
@@ -406,6 +410,44 @@ def test_the_quantile_cursor_on_narrow_and_wide_windows_over_a_long_history():
                 w = np.sort(vv[vlo[r]:vhi[r]])
                 want = np.nan if len(w) == 0 else _quantile(w, q, agg == MEDIAN)
                 np.testing.assert_allclose(dst[r], want, rtol=1e-12, equal_nan=True, err_msg=f"{width} {q} {r}")
+
+
+def test_the_sorted_window_quantiles_equal_the_cursor_bit_for_bit():
+    """engines/cpu/ranges.py's order statistics of narrow ranges (a sorted window of int64
+    keys, stepped eight keys at a time) against its bit set of ranks, bit for bit, on
+    20,000 values with ties, -0.0 next to 0.0 and infinities: windows of 1, 2, 50 and 64
+    values, emptied and refilled, jumping ahead with no value kept, empty ranges, and
+    the reference engine's formula on sampled rows."""
+    from gpu_targets.engines.cpu.ranges import SORTED_WINDOW_MAX, _range_quantile, _range_quantile_sorted, _range_width, _v_ranks
+    from gpu_targets.engines.plan import MEDIAN, QUANTILE
+    from gpu_targets.engines.reference import _quantile
+
+    rng = np.random.default_rng(5)
+    nv = 20_000
+    vv = rng.choice([-np.inf, -3.0, -0.0, 0.0, 1.5, np.inf], nv) * rng.integers(1, 4, nv)
+    vv[::7] = rng.normal(0, 1e3, len(vv[::7]))
+    idx = np.arange(nv, dtype=np.int64)
+    blocks = (idx // 10) * 10
+    jumps = np.minimum((idx // 37) * 37 + 20, nv)  # 17 values, then a range with none of them
+    rank, sorted_vals = np.empty(nv, dtype=np.int64), np.empty(nv)
+    _v_ranks(vv, nv, rank, sorted_vals)
+    widths = []
+    for vlo, vhi in ((idx, idx + 1), (np.clip(idx - 1, 0, nv), idx + 1), (np.clip(idx - 49, 0, nv), idx + 1),
+                     (np.clip(idx - 63, 0, nv), idx + 1), (blocks, np.maximum(blocks, idx - 4)),
+                     (jumps, np.minimum(jumps + 17, nv)), (idx, idx), (np.minimum(idx + 3, nv), np.minimum(idx + 40, nv))):
+        width = _range_width(vlo, vhi)
+        widths.append(width)
+        for agg, q in ((MEDIAN, 0.5), (QUANTILE, 0.0), (QUANTILE, 1.0), (QUANTILE, 0.3)):
+            want = np.empty(nv)
+            got = np.empty(nv)
+            _range_quantile(vv, idx, idx, nv, vlo, vhi, idx, 1e-9, agg, q, 1, np.nan, want, want[None, :], rank, sorted_vals)
+            _range_quantile_sorted(vv, idx, idx, nv, vlo, vhi, idx, 1e-9, agg, q, 1, np.nan, got, got[None, :], width)
+            np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64), err_msg=f"{width} {q}")
+            for r in rng.choice(nv, 50, replace=False):
+                w = np.sort(vv[vlo[r]:vhi[r]])
+                np.testing.assert_allclose(got[r], np.nan if len(w) == 0 else _quantile(w, q, agg == MEDIAN),
+                                           rtol=1e-12, equal_nan=True)
+    assert widths == [1, 2, 50, 64, 5, 17, 0, 37] and max(widths) == SORTED_WINDOW_MAX
 
 
 def test_where_in_takes_equality_passes_with_the_answer_of_pandas_isin():

@@ -16,8 +16,11 @@ counting (``cv``). Then:
 * first / last / time_to_next / time_since_last: read at the ends of the range
   (:func:`_range_order`);
 * nunique: counts per distinct value while the range slides (:func:`_range_nunique`);
-* median / quantile: a bit set over the ranks of V's values with a cursor on the wanted
-  order statistic, moved by find-next-set-bit (:func:`_range_quantile`).
+* median / quantile: over ranges of at most SORTED_WINDOW_MAX values, the range's
+  values kept sorted, updated eight at a time with vector instructions
+  (:func:`_range_quantile_sorted`); over wider ones a bit set over the ranks of V's
+  values with a cursor on the wanted order statistic, moved by find-next-set-bit
+  (:func:`_range_quantile`).
 
 Each entry point computes one target for one user; the generated driver calls only
 those its config uses. A user whose local period index goes back in time (a DST
@@ -36,7 +39,7 @@ from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION
 from ..elementwise import quantile_of
 from .bounds import _count_upto
-from .intrinsics import _first_nonzero8, _last_nonzero8
+from .intrinsics import _count_le8, _first_nonzero8, _last_nonzero8, _sorted_shift8
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
 from .topk import _sliding_topk
 
@@ -509,4 +512,98 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
             if c1 < 0:
                 c1 = _next_set(words, summary, c + 1)
             y1 = sorted_vals[c1]
+        dst[r] = quantile_of(y0, y1, h, low, median)
+
+
+#: Widest range (values of V) whose median / quantile keeps a sorted window
+#: (:func:`_range_quantile_sorted`, O(width) vector work per step) rather than the
+#: ranks' bit set (:func:`_range_quantile`, a sort of V first); the crossover measured
+#: with ``benchmarks/order_stats.py`` (docs/benchmarks.md).
+SORTED_WINDOW_MAX = 64
+_FLIP = np.int64(0x7FFFFFFFFFFFFFFF)  # float64 bits <-> an int64 key of the same order
+
+
+@njit(cache=True)
+def _range_width(vlo, vhi):
+    """The most values any range [vlo[r], vhi[r]) holds (0 when there are no rows)."""
+    w = 0
+    for r in range(vlo.shape[0]):
+        w = max(w, vhi[r] - vlo[r])
+    return w
+
+
+@njit(cache=True)
+def _range_quantile_sorted(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst, width):
+    """median / quantile q of each range, as :func:`_range_quantile`, for ranges of at
+    most ``width`` values (:func:`_range_width`; meant for width <= SORTED_WINDOW_MAX):
+    the range's values kept sorted as int64 keys of the same order as the floats
+    (-0.0 before 0.0, as the ranks' radix sort), so an order statistic is read at its
+    index. A value leaving and one entering are one step: count the keys below each
+    (:func:`.intrinsics._count_le8`), then rewrite the window in place eight keys at a
+    time, the keys between the two places shifted by one (:func:`.intrinsics._sorted_shift8`);
+    a value alone entering (leaving) is a step with the largest key leaving (entering),
+    which pads the window. No branch depends on the values and V needs no sort: O(width / 8)
+    vector operations per step, against the cursor's searches (a branch each) and the
+    sort of V; timed by ``NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/profile_kernel.py
+    --config configs/v2_median_50.yaml`` (docs/benchmarks.md)."""
+    m = vlo.shape[0]
+    median = agg == MEDIAN
+    qq = 0.5 if median else q
+    top = _FLIP  # the largest int64, above every key (no NaN in V)
+    wp = ((width + 7) >> 3) << 3  # positions, whole groups of eight
+    buf = np.full(wp + 16, top, dtype=np.int64)  # [min x 8][wp keys][max x 8]
+    buf[:8] = -top - 1
+    bits = vv.view(np.int64)
+    raw = np.empty(1, dtype=np.int64)
+    as_float = raw.view(np.float64)
+    a = 0  # the window holds V[a:b]
+    b = 0
+    for r in range(m):
+        if r > 0 and vlo[r] == vlo[r - 1] and vhi[r] == vhi[r - 1]:
+            dst[r] = dst[r - 1]  # the same range (a full period's rows, ties in time)
+            continue
+        lo = vlo[r]
+        hi = vhi[r]
+        if lo >= b:  # no value stays: empty the window
+            for e in range(wp):
+                buf[8 + e] = top
+            a = lo
+            b = lo
+        while a < lo or b < hi:  # a step: one value out and one in, or the largest key for either
+            gone = top
+            if a < lo:
+                x = bits[a]
+                gone = x ^ ((x >> 63) & _FLIP)
+                a += 1
+            come = top
+            if b < hi:
+                x = bits[b]
+                come = x ^ ((x >> 63) & _FLIP)
+                b += 1
+            below_gone = 0  # the position of the value out, and where the value in goes
+            below_come = 0
+            for g in range(8, wp + 8, 8):
+                below_gone += _count_le8(buf, g, gone - 1)
+                below_come += _count_le8(buf, g, come - 1)
+            right = come > gone  # keys between the two positions move down one, else up one
+            pos = below_come - 1 if right else below_come
+            first = min(below_gone, pos)
+            last = max(below_gone, pos)
+            carry = buf[7]
+            for g in range(0, wp, 8):
+                carry = _sorted_shift8(buf, 8 + g, g, first, last, pos, right, come, carry)
+        n = b - a
+        if n == 0:
+            dst[r] = fill
+            continue
+        h = (n - 1) * qq
+        low = int(math.floor(h))
+        key = buf[8 + low]
+        raw[0] = key ^ ((key >> 63) & _FLIP)
+        y0 = as_float[0]
+        y1 = y0
+        if h != low:
+            key = buf[9 + low]
+            raw[0] = key ^ ((key >> 63) & _FLIP)
+            y1 = as_float[0]
         dst[r] = quantile_of(y0, y1, h, low, median)
