@@ -175,7 +175,8 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
             name = RANGE_KERNELS[i - _FIRST_RANGE]
             if name == "_range_quantile":  # a sorted window for narrow ranges, else V's ranks (once per V)
                 calls.append((i, f"qw = _range_width(rvlo, rvhi)\n"
-                                 f"if qw <= SORTED_WINDOW_MAX:\n    _range_quantile_sorted({args}, qw)\n"
+                                 f"if qw <= (SORTED_WINDOW_RANKED_MAX if ranked else SORTED_WINDOW_MAX):\n"
+                                 f"    _range_quantile_sorted({args}, qw)\n"
                                  f"else:\n    if not ranked:\n        _v_ranks(rvv, nv, rrank, rsorted)\n"
                                  f"        ranked = True\n    {name}({args}, rrank, rsorted)"))
             else:
@@ -212,7 +213,8 @@ def driver_source(shape: tuple, stamp: str = "") -> str:
     kernel_imports = "\n".join(f"from {_PACKAGE}.engines.cpu.{_KERNEL_MODULE.get(n, 'periods' if n.startswith('_period') else 'sliding')} import {n}"
                                for n in names)
     if ranged:
-        kernel_imports += (f"\nfrom {_PACKAGE}.engines.cpu.ranges import (SORTED_WINDOW_MAX, _compact_v, _membership, "
+        kernel_imports += (f"\nfrom {_PACKAGE}.engines.cpu.ranges import (SORTED_WINDOW_MAX, SORTED_WINDOW_RANKED_MAX, "
+                           "_compact_v, _membership, "
                            "_period_bounds, _range_quantile_sorted, _range_width, _row_bounds, _user_values, _v_ranges, "
                            "_v_ranks)")
     import numba

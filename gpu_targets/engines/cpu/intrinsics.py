@@ -1,7 +1,6 @@
 """Raw LLVM for inner loops Numba does not vectorise on its own: a float's bits ANDed
 with a mask (branch-free sums over a filter), eight int64 compares with a popcount
-(window bounds over dense V), the first or last non-zero of eight words (the bit
-sets of the quantiles), and a step of a sorted window eight keys at a time (the
+(window bounds over dense V), and a step of a sorted window eight keys at a time (the
 quantiles of narrow windows)."""
 
 from __future__ import annotations
@@ -62,61 +61,6 @@ def _count_le8(typingctx, arr, j, thr):
         return builder.zext(builder.call(ctpop, [mask]), i64)
 
     return types.int64(arr, j, thr), codegen
-
-
-def _load8(context, builder, signature, args):
-    """``arr[j:j + 8]`` (int64 or uint64, C-contiguous) as one vector of 8 lanes."""
-    ary = context.make_array(signature.args[0])(context, builder, args[0])
-    jv = context.cast(builder, args[1], signature.args[1], types.int64)
-    vty = ir.VectorType(ir.IntType(64), 8)
-    return builder.load(builder.bitcast(builder.gep(ary.data, [jv]), vty.as_pointer()), align=8)
-
-
-def _nonzero_lanes(context, builder, signature, args, lane):
-    """An i8 of the non-zero lanes of ``arr[j:j + 8]``, lane ``lane`` ANDed with ``mask`` first."""
-    v = _load8(context, builder, signature, args)
-    at = ir.Constant(ir.IntType(32), lane)
-    m = context.cast(builder, args[2], signature.args[2], types.uint64)
-    v = builder.insert_element(v, builder.and_(builder.extract_element(v, at), m), at)
-    return builder.bitcast(builder.icmp_unsigned("!=", v, ir.Constant(v.type, None)), ir.IntType(8))
-
-
-def _count_bits8(builder, name, bits):
-    fn = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.IntType(8), [ir.IntType(8), ir.IntType(1)]), name
-    )
-    return builder.zext(builder.call(fn, [bits, ir.Constant(ir.IntType(1), 0)]), ir.IntType(64))
-
-
-def _words8(arr):
-    return isinstance(arr, types.Array) and arr.dtype == types.uint64 and arr.ndim == 1 and arr.layout == "C"
-
-
-@intrinsic
-def _first_nonzero8(typingctx, arr, j, mask):
-    """Index 0..7 of the first non-zero word of the uint64 ``arr[j:j + 8]`` after
-    ``arr[j] & mask``; 8 when all are zero. One vector load and compare (the bit sets of
-    the cpu quantiles: ``ranges._next_set``); the caller keeps ``j + 8`` in bounds."""
-    if not _words8(arr):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return _count_bits8(builder, "llvm.cttz.i8", _nonzero_lanes(context, builder, signature, args, 0))
-
-    return types.int64(arr, j, mask), codegen
-
-
-@intrinsic
-def _last_nonzero8(typingctx, arr, j, mask):
-    """How many words of the uint64 ``arr[j:j + 8]``, counted down from ``arr[j + 7] &
-    mask``, are zero before a non-zero one; 8 when all are zero (``ranges._prev_set``)."""
-    if not _words8(arr):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return _count_bits8(builder, "llvm.ctlz.i8", _nonzero_lanes(context, builder, signature, args, 7))
-
-    return types.int64(arr, j, mask), codegen
 
 
 def _splat8(builder, x):

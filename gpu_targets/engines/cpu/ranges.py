@@ -39,7 +39,7 @@ from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from ..plan import EXPANDING, FIRST, FULL, LAST, MAX, MEDIAN, MIN, NEXT, STD, TIME_TO_NEXT, TOPK, TRAILING, WK_DURATION
 from ..elementwise import quantile_of
 from .bounds import _count_upto
-from .intrinsics import _count_le8, _first_nonzero8, _last_nonzero8, _sorted_shift8
+from .intrinsics import _count_le8, _sorted_shift8
 from .sliding import _sliding_extreme, _sliding_moments, _sliding_std
 from .topk import _sliding_topk
 
@@ -368,26 +368,13 @@ def _radix_argsort(vv, nv):
     return order
 
 
-#: Words of zeros on each side of a quantile bit set (``words[_PAD + w]`` holds ranks
-#: 64w..64w+63), so that :func:`_next_set` and :func:`_prev_set` read eight words at once.
-_PAD = 8
-
-
 @njit(cache=True, inline="always")
 def _next_set(words, summary, p):
-    """The smallest set bit >= p of the bit set ``words`` (one must exist; word w at
-    ``words[_PAD + w]``). The eight words from p's are tested in one vector compare
-    (:func:`.intrinsics._first_nonzero8`: no branch on how far the next bit is, which a
-    window of tens of values among thousands of ranks makes random); beyond them
-    ``summary``, with bit w set whenever word w may be non-empty (set on every
-    insertion, cleared here when found stale), skips runs of empty words 64 at a time."""
+    """The smallest set bit >= p of the bit set ``words`` (one must exist). ``summary`` has
+    bit w set whenever ``words[w]`` may be non-empty (set on every insertion, cleared
+    here when found stale), so runs of empty words are skipped 64 at a time."""
     w = p >> 6
-    first = _ALL << np.uint64(p & 63)
-    j = _first_nonzero8(words, _PAD + w, first)
-    if j < 8:
-        return ((w + j) << 6) + int(trailing_zeros(words[_PAD + w + j] & (first if j == 0 else _ALL)))
-    w += 7
-    bits = np.uint64(0)
+    bits = words[w] & (_ALL << np.uint64(p & 63))
     while bits == 0:
         w += 1
         sw = w >> 6
@@ -396,7 +383,7 @@ def _next_set(words, summary, p):
             sw += 1
             sbits = summary[sw]
         w = (sw << 6) + int(trailing_zeros(sbits))
-        bits = words[_PAD + w]
+        bits = words[w]
         if bits == 0:  # emptied since its summary bit was set
             summary[sw] &= ~(np.uint64(1) << np.uint64(w & 63))
     return (w << 6) + int(trailing_zeros(bits))
@@ -404,14 +391,9 @@ def _next_set(words, summary, p):
 
 @njit(cache=True, inline="always")
 def _prev_set(words, summary, p):
-    """The largest set bit <= p of the bit set ``words`` (one must exist; as :func:`_next_set`)."""
+    """The largest set bit <= p of the bit set ``words`` (one must exist)."""
     w = p >> 6
-    last = _ALL >> np.uint64(63 - (p & 63))
-    j = _last_nonzero8(words, _PAD + w - 7, last)
-    if j < 8:
-        return ((w - j) << 6) + 63 - int(leading_zeros(words[_PAD + w - j] & (last if j == 0 else _ALL)))
-    w -= 7
-    bits = np.uint64(0)
+    bits = words[w] & (_ALL >> np.uint64(63 - (p & 63)))
     while bits == 0:
         w -= 1
         sw = w >> 6
@@ -420,7 +402,7 @@ def _prev_set(words, summary, p):
             sw -= 1
             sbits = summary[sw]
         w = (sw << 6) + 63 - int(leading_zeros(sbits))
-        bits = words[_PAD + w]
+        bits = words[w]
         if bits == 0:
             summary[sw] &= ~(np.uint64(1) << np.uint64(w & 63))
     return (w << 6) + 63 - int(leading_zeros(bits))
@@ -456,9 +438,8 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
     # a bit set over the ranks of V's values (ties get distinct ranks) and a cursor on the
     # window's low-th smallest value; a value in or out moves the wanted rank and the
     # cursor by at most one present rank (a find-next-set-bit)
-    nw = (nv >> 6) + 1
-    words = np.zeros(nw + 2 * _PAD, dtype=np.uint64)  # rank k: bit k & 63 of words[_PAD + (k >> 6)]
-    summary = np.zeros((nw >> 6) + 1, dtype=np.uint64)  # bit w: word w may be != 0
+    words = np.zeros((nv >> 6) + 1, dtype=np.uint64)
+    summary = np.zeros((words.shape[0] >> 6) + 1, dtype=np.uint64)  # bit w: words[w] may be != 0
     one = np.uint64(1)
     c = -1  # the cursor: a rank; below = present ranks < c
     c1 = -1  # the smallest present rank > c, or -1 when not known
@@ -472,7 +453,7 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
             continue
         while b < vhi[r]:
             k = rank[b]
-            words[_PAD + (k >> 6)] |= one << np.uint64(k & 63)
+            words[k >> 6] |= one << np.uint64(k & 63)
             summary[k >> 12] |= one << np.uint64((k >> 6) & 63)
             n += 1
             below += 1 if k < c else 0
@@ -480,7 +461,7 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
             b += 1
         while a < vlo[r]:
             k = rank[a]
-            words[_PAD + (k >> 6)] &= ~(one << np.uint64(k & 63))  # its summary bit is cleared lazily
+            words[k >> 6] &= ~(one << np.uint64(k & 63))  # its summary bit is cleared lazily
             n -= 1
             below -= 1 if k < c else 0
             c1 = -1 if k == c1 else c1
@@ -494,12 +475,12 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
             c = _next_set(words, summary, 0)
             c1 = -1
         while below > low:
-            present = (words[_PAD + (c >> 6)] >> np.uint64(c & 63)) & one
+            present = (words[c >> 6] >> np.uint64(c & 63)) & one
             c1 = c if present != 0 else c1
             c = _prev_set(words, summary, c - 1)
             below -= 1
         while True:
-            present = (words[_PAD + (c >> 6)] >> np.uint64(c & 63)) & one
+            present = (words[c >> 6] >> np.uint64(c & 63)) & one
             if present != 0 and below == low:
                 break
             below += 1 if present != 0 else 0
@@ -517,9 +498,11 @@ def _range_quantile(vv, vt, vr, nv, vlo, vhi, t, sec, agg, q, k, fill, dst, kdst
 
 #: Widest range (values of V) whose median / quantile keeps a sorted window
 #: (:func:`_range_quantile_sorted`, O(width) vector work per step) rather than the
-#: ranks' bit set (:func:`_range_quantile`, a sort of V first); the crossover measured
-#: with ``benchmarks/order_stats.py`` (docs/benchmarks.md).
+#: ranks' bit set (:func:`_range_quantile`, a sort of V first), and the same once V's
+#: ranks are there (another order statistic over V sorted it): crossovers near 100 and
+#: 40 values measured with ``benchmarks/order_stats.py`` (docs/benchmarks.md).
 SORTED_WINDOW_MAX = 64
+SORTED_WINDOW_RANKED_MAX = 32
 _FLIP = np.int64(0x7FFFFFFFFFFFFFFF)  # float64 bits <-> an int64 key of the same order
 
 
