@@ -147,6 +147,14 @@ def _membership(mc, a, x, mcc_bits, sign_bits, nomcc_bits, f, masks, wm, user_ro
     mispredict a branch on many of them."""
     bit = np.uint64(1) << np.uint64(f & 63)
     w = f >> 6
+    if (nomcc_bits[w] & sign_bits[w, 0] & sign_bits[w, 1] & sign_bits[w, 2] & bit) != 0:
+        # no MCC list and any sign: the filter passes every row (no table lookups)
+        for r in range(x.shape[0]):
+            ok = x[r] == x[r]
+            if wm >= 0:
+                ok &= masks[wm, user_rows[r] if has_order else s + r] != 0
+            inv[r] = ok
+        return
     nmcc = mcc_bits.shape[1]
     for r in range(x.shape[0]):
         c = mc[r]
