@@ -177,13 +177,10 @@ def _float64_if_narrow(s: pd.Series) -> pd.Series:
 
 
 def _is_in(s: pd.Series, values: list):
-    """``s.isin(values)`` in float64 for narrow floats; for a plain NumPy integer or float
-    column and a few numbers, one equality pass per number instead of numpy's sorting
-    ``isin``, with the same answer (integers compared exactly)."""
-    s = _float64_if_narrow(s)  # pandas has no float16 isin either
-    if _few_numbers(values) and isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
-        return _equal_any(s.to_numpy(), values, False)
-    return s.isin(values)
+    """``s.isin(values)``, in float64 for narrow floats (pandas has no float16 isin).
+    A plain NumPy column and a few numbers never come here: :func:`where_mask` compares
+    those number by number (:func:`_equal_any`)."""
+    return _float64_if_narrow(s).isin(values)
 
 
 def _truth(cond) -> np.ndarray:

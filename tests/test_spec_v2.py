@@ -454,8 +454,9 @@ def test_where_in_takes_equality_passes_with_the_answer_of_pandas_isin():
     """where.py's in/not_in/eq/ne on a plain numeric column compare number by number;
     the answer is pandas' isin's: integers above 2^53 exactly, floats (float32 and
     float16 compared in float64: 0.1 is not float32's 0.1), other kinds never equal;
-    nullable columns keep isin. Order comparisons widen narrow floats too."""
-    from gpu_targets.where import _is_in
+    nullable columns keep isin (a null fails). Order comparisons widen narrow floats too."""
+    from gpu_targets.spec import Where
+    from gpu_targets.where import where_mask
 
     rng = np.random.default_rng(0)
     columns = [pd.Series(rng.integers(-5, 5, 500)), pd.Series(rng.normal(0, 2, 500).round()),
@@ -463,15 +464,21 @@ def test_where_in_takes_equality_passes_with_the_answer_of_pandas_isin():
                pd.Series(pd.array(rng.integers(0, 3, 500), dtype="Int64")),
                pd.Series(np.array([0.1, 1.0, 16777216.0] * 20, dtype=np.float32)),
                pd.Series(np.array([2048.0, 0.1] * 20, dtype=np.float16))]
+    target = load_config({"targets": [{"name": "t", "agg": "count", "window": {"rows": 1, "mode": "trailing"}}]}).targets[0]
     for col in columns:
         first = int(col.iloc[0])
-        for values in ([1, 2], [1.0, 2.5], [-3], [first + 1, first], [np.int64(3)], [True], ["a"], [0.1],
+        frame = pd.DataFrame({"c": col})
+        for values in ([1, 2], [1.0, 2.5], [-3], [first + 1, first], [np.int64(3)], ["a"], [0.1],
                        [16777217], [2049]):
             wide = col.astype(np.float64) if col.dtype in (np.float32, np.float16) else col  # pandas: no float16 isin
             want = np.asarray(wide.isin(values).to_numpy(dtype=bool, na_value=False))
-            got = _is_in(col, values)
-            got = got.to_numpy(dtype=bool, na_value=False) if isinstance(got, pd.Series) else got
+            got = where_mask(frame, [Where(**{"column": "c", "in": values})], target)
             np.testing.assert_array_equal(got, want, err_msg=f"{col.dtype} {values}")
+            got = where_mask(frame, [Where(**{"column": "c", "not_in": values})], target)
+            np.testing.assert_array_equal(got, ~want & col.notna().to_numpy(), err_msg=f"not_in {col.dtype} {values}")
+            if len(values) == 1:
+                got = where_mask(frame, [Where(column="c", eq=values[0])], target)
+                np.testing.assert_array_equal(got, want, err_msg=f"eq {col.dtype} {values}")
     from gpu_targets.spec import Where
     from gpu_targets.where import where_mask
 
